@@ -1,0 +1,37 @@
+"""promptory: fetch, cache and render LLM prompts kept in git, from a Promptory server."""
+
+from ._version import __version__
+from .exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ForbiddenError,
+    InvalidArgumentError,
+    MalformedResponseError,
+    NotFoundError,
+    PromptoryError,
+    RateLimitError,
+    RenderError,
+    ServerError,
+    UndefinedVariableError,
+)
+from .prompt import Prompt
+
+__all__ = [
+    "APIConnectionError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ForbiddenError",
+    "InvalidArgumentError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "Prompt",
+    "PromptoryError",
+    "RateLimitError",
+    "RenderError",
+    "ServerError",
+    "UndefinedVariableError",
+    "__version__",
+]

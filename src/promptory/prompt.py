@@ -1,0 +1,318 @@
+"""`Prompt`: one prompt as the server describes it, with its sandboxed `render()`.
+
+A `Prompt` is immutable and its dicts and lists are read-only (see `_frozen`), because the
+cache hands the same object to every caller. Building one from a server answer
+(`Prompt.from_api`) checks every field's type, so a bad answer fails here, before it can reach
+the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from . import rendering
+from ._frozen import FrozenDict, FrozenList, freeze
+from .exceptions import MalformedResponseError, RenderError, UndefinedVariableError
+
+__all__ = ["ENVIRONMENTS", "PROMPT_JSON_KEYS", "PROMPT_TYPES", "ROLES", "Prompt"]
+
+#: The environments a prompt can live in, least promoted first.
+ENVIRONMENTS: tuple[str, ...] = ("development", "staging", "production")
+#: The kinds of prompt.
+PROMPT_TYPES: tuple[str, ...] = ("chat", "completion", "tts", "transcription")
+#: LLM message roles a prompt may declare.
+ROLES: tuple[str, ...] = ("system", "user", "assistant")
+
+#: The keys of a prompt's JSON on the wire, in the order the server writes them.
+PROMPT_JSON_KEYS: tuple[str, ...] = (
+    "id",
+    "app_id",
+    "name",
+    "version",
+    "org",
+    "app",
+    "domain",
+    "description",
+    "type",
+    "role",
+    "model",
+    "modality",
+    "tts",
+    "audio",
+    "environment",
+    "active",
+    "tags",
+    "body",
+    "includes",
+    "git_sha",
+    "updated_at",
+)
+
+_REQUIRED_STR = ("id", "name", "body")
+_STR = ("version", "org", "app", "type", "environment")
+_OPTIONAL_STR = ("domain", "description", "role", "git_sha", "updated_at")
+_OPTIONAL_DICT = ("modality", "tts", "audio")
+_STR_LISTS = ("tags", "includes")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=True)
+class Prompt:
+    """A prompt fetched from a Promptory server.
+
+    Every dict and list it holds is read-only: the cache shares one `Prompt` between all
+    callers. Take a mutable copy with `dict(prompt.model)` or `list(prompt.tags)`.
+    """
+
+    id: str
+    """The prompt's UUID."""
+    name: str
+    """The prompt's name, unique per app and environment, e.g. ``meditation_script_relax``."""
+    version: str = ""
+    """Semantic version from the front matter."""
+    org: str = ""
+    """Organization name."""
+    app: str = ""
+    """Application name."""
+    domain: str | None = None
+    """Domain category, e.g. ``meditation``."""
+    description: str | None = None
+    """Human-readable description."""
+    type: str = ""
+    """``chat``, ``completion``, ``tts`` or ``transcription``."""
+    role: str | None = None
+    """LLM message role: ``system``, ``user`` or ``assistant``."""
+    model: dict[str, Any] = field(default_factory=FrozenDict)
+    """Model configuration as written in the front matter (``default``, ``temperature``...)."""
+    modality: dict[str, Any] | None = None
+    """Input and output modality configuration."""
+    tts: dict[str, Any] | None = None
+    """Text-to-speech provider, voice and settings."""
+    audio: dict[str, Any] | None = None
+    """Audio generation configuration."""
+    environment: str = ""
+    """``development``, ``staging`` or ``production``."""
+    active: bool = True
+    """Whether the prompt is active."""
+    tags: list[str] = field(default_factory=FrozenList)
+    """Tags for filtering."""
+    body: str
+    """The raw Jinja2 template."""
+    includes: list[str] = field(default_factory=FrozenList)
+    """Names of the prompts this one includes (resolved by server-side rendering)."""
+    meta: dict[str, Any] = field(default_factory=FrozenDict)
+    """The server's whole answer for this prompt, as a read-only dict."""
+    git_sha: str | None = None
+    """The commit that last changed the prompt's file."""
+    updated_at: str | None = None
+    """When that commit was made."""
+    is_fallback: bool = False
+    """True when this prompt came from a fallback (a snapshot file or a default given to the
+    call) because the server could not be reached, rather than from the server or its cache."""
+    _compiled: rendering.CompiledTemplate | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        # Freeze what a caller passed in; answers from `from_api` arrive frozen already.
+        for name in ("model", "modality", "tts", "audio", "tags", "includes", "meta"):
+            value = getattr(self, name)
+            if value is not None and type(value) not in (FrozenDict, FrozenList):
+                object.__setattr__(self, name, freeze(value))
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.version, self.environment, self.git_sha, self.body))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        return (_unpickle, (values,))
+
+    @classmethod
+    def from_api(cls, data: Any) -> Prompt:
+        """Build a `Prompt` from a server's JSON answer, checking every known field.
+
+        Unknown keys are kept in `meta`; missing optional ones get empty values.
+
+        Raises:
+            MalformedResponseError: the answer is not a JSON object, lacks `id`, `name` or
+                `body`, or has a field of the wrong type; the message names it.
+        """
+        if not isinstance(data, dict):
+            raise MalformedResponseError(
+                f"expected a JSON object for a prompt, got {_json_type(data)}",
+                code="MALFORMED_RESPONSE",
+            )
+        label = data.get("id") if isinstance(data.get("id"), str) else None
+        for key in _REQUIRED_STR:
+            if not isinstance(data.get(key), str):
+                problem = "is missing" if key not in data else f"is {_json_type(data[key])}"
+                raise _malformed(f"field {key!r} {problem}, expected a string", label)
+        for key in _STR:
+            if not isinstance(data.get(key, ""), str):
+                raise _malformed(f"field {key!r} is {_json_type(data[key])}, expected a string", label)
+        for key in _OPTIONAL_STR:
+            value = data.get(key)
+            if value is not None and not isinstance(value, str):
+                raise _malformed(
+                    f"field {key!r} is {_json_type(value)}, expected a string or null", label
+                )
+        model = data.get("model")
+        if model is not None and not isinstance(model, dict):
+            raise _malformed(f"field 'model' is {_json_type(model)}, expected an object", label)
+        for key in _OPTIONAL_DICT:
+            value = data.get(key)
+            if value is not None and not isinstance(value, dict):
+                raise _malformed(
+                    f"field {key!r} is {_json_type(value)}, expected an object or null", label
+                )
+        active = data.get("active", True)
+        if not isinstance(active, bool):
+            raise _malformed(f"field 'active' is {_json_type(active)}, expected a boolean", label)
+        for key in _STR_LISTS:
+            value = data.get(key)
+            if value is not None and (
+                not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+            ):
+                raise _malformed(f"field {key!r} must be a list of strings", label)
+
+        frozen: FrozenDict = freeze(data)
+        get = frozen.get
+        return cls(
+            id=frozen["id"],
+            name=frozen["name"],
+            version=get("version") or "",
+            org=get("org") or "",
+            app=get("app") or "",
+            domain=get("domain"),
+            description=get("description"),
+            type=get("type") or "",
+            role=get("role"),
+            model=get("model") or FrozenDict(),
+            modality=get("modality"),
+            tts=get("tts"),
+            audio=get("audio"),
+            environment=get("environment") or "",
+            active=active,
+            tags=get("tags") or FrozenList(),
+            body=frozen["body"],
+            includes=get("includes") or FrozenList(),
+            meta=frozen,
+            git_sha=get("git_sha"),
+            updated_at=get("updated_at"),
+        )
+
+    @property
+    def qualified_name(self) -> str:
+        """``org/app/name``, or just the name when the org or app is unknown."""
+        if self.org and self.app:
+            return f"{self.org}/{self.app}/{self.name}"
+        return self.name
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The top-level variables the template reads, sorted (found from its syntax tree)."""
+        return self.compiled().info.variables
+
+    def compiled(self) -> rendering.CompiledTemplate:
+        """The body compiled in the sandbox; done once per prompt, then reused."""
+        compiled = self._compiled
+        if compiled is None:
+            compiled = rendering.compile_body(self.body, label=self.qualified_name)
+            object.__setattr__(self, "_compiled", compiled)
+        return compiled
+
+    def render(self, variables: Mapping[str, Any] | None = None, *, strict: bool = False) -> str:
+        """Render the template locally in the sandbox.
+
+        Args:
+            variables: the values the template reads, by name.
+            strict: raise `UndefinedVariableError` naming every variable the template needs
+                that `variables` lacks, instead of rendering missing ones as empty. Uses
+                guarded by ``is defined`` or ``| default(...)`` do not count as needed.
+
+        Raises:
+            RenderError: the template failed (syntax, sandbox, limits, or it includes other
+                prompts, which only `client.render()` can resolve).
+        """
+        compiled = self._compiled or self.compiled()
+        if strict:
+            return self._render_strict(compiled, variables)
+        try:
+            return rendering.render_template(
+                compiled.template, variables, label=self.qualified_name
+            )
+        except RenderError as exc:
+            if exc.code == "INCLUDE_NEEDS_SERVER":
+                raise self._include_error(exc) from exc
+            raise
+
+    def _render_strict(
+        self, compiled: rendering.CompiledTemplate, variables: Mapping[str, Any] | None
+    ) -> str:
+        given = variables or {}
+        missing = [name for name in compiled.info.required if name not in given]
+        if missing:
+            names = ", ".join(missing)
+            raise UndefinedVariableError(
+                f"prompt {self.qualified_name}: missing variable{'s' if len(missing) > 1 else ''}"
+                f" {names}",
+                missing=missing,
+                prompt=self.qualified_name,
+            )
+        return rendering.render_template(
+            compiled.strict_template, variables, label=self.qualified_name
+        )
+
+    def _include_error(self, cause: RenderError) -> RenderError:
+        return RenderError(
+            f"prompt {self.qualified_name} includes other prompts "
+            f"({', '.join(self.includes) or 'see its body'}); a local render cannot resolve "
+            "them: use client.render(prompt.id, variables) to render it on the server",
+            code="INCLUDE_NEEDS_SERVER",
+            prompt=self.qualified_name,
+        )
+
+    def needs_server_render(self) -> bool:
+        """True when the body includes, imports or extends other prompts."""
+        return bool(self.includes) or bool(self.compiled().info.references)
+
+    def to_messages(
+        self, variables: Mapping[str, Any] | None = None, *, strict: bool = False
+    ) -> list[dict[str, str]]:
+        """Render and wrap as OpenAI-style chat messages: ``[{"role": ..., "content": ...}]``.
+
+        The role is the prompt's own, or ``system`` when it has none. The list is new on
+        every call and belongs to the caller.
+        """
+        content = self.render(variables, strict=strict)
+        return [{"role": self.role or "system", "content": content}]
+
+
+def _unpickle(values: dict[str, Any]) -> Prompt:
+    return Prompt(**values)
+
+
+def _malformed(problem: str, label: str | None) -> MalformedResponseError:
+    where = f"prompt {label}: " if label else ""
+    return MalformedResponseError(
+        f"{where}malformed answer from the server: {problem}",
+        code="MALFORMED_RESPONSE",
+        prompt=label,
+    )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -1,0 +1,684 @@
+"""The one Jinja2 sandbox every promptory render goes through.
+
+`Prompt.render()`, the clients' local renders and the server's render endpoint all use the
+environment built here, so the same body and variables give the same string everywhere.
+
+Settings (the same on both sides): `ImmutableSandboxedEnvironment` (a `SandboxedEnvironment`
+that also refuses to mutate lists and dicts passed in), autoescape off, trailing newline kept,
+the default `Undefined` (a missing variable renders as nothing and is false in `{% if %}`).
+
+Prompt bodies come from a repository many people write to and are rendered on servers, so a
+body is hostile input. The sandbox already refuses `__class__`, `__globals__` and the like; on
+top of it every render runs under a budget (`RenderLimits`):
+
+* a time limit, checked on every loop iteration, call, guarded operator and join, so nested
+  loops or deep recursion end within it;
+* an output limit on every join the template makes (its output, macros, `{% set %}` blocks);
+* a limit on the data that guarded operations create, so `'x' * 10**9`, `10 ** 10 ** 10`,
+  doubling a string in a loop or nesting shared lists cannot exhaust memory before the
+  output limit is reached;
+* limits on the arguments that size a result (`center(10**9)`, `"%9999999d"|format(1)`,
+  `'x'.ljust(10**9)`, `lipsum(10**9)`, `batch(10**9, 'x')`).
+
+The guards are put into the template's syntax tree before it is compiled (loops iterate
+through `promptory:iter`, `~` goes through `promptory:concat`, list and dict literals through
+`promptory:weigh`); those names cannot be written in a template.
+
+Compilation happens once per body (`compile_body` keeps the latest ones), never per render.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from types import CodeType, TracebackType
+from typing import Any
+
+from jinja2 import BaseLoader, Environment, StrictUndefined, Template, Undefined, meta, nodes
+from jinja2.exceptions import (
+    SecurityError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+)
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import generate_lorem_ipsum
+from jinja2.visitor import NodeTransformer
+
+from .exceptions import RenderError, UndefinedVariableError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "CompiledTemplate",
+    "PromptEnvironment",
+    "RenderLimits",
+    "compile_body",
+    "render_template",
+]
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    """Bounds on one render.
+
+    Attributes:
+        max_output: characters the rendered text (and any one string it builds) may hold.
+        max_seconds: wall-clock seconds one render may take.
+        max_allocated: characters (or list items) the template's guarded operations may
+            create in one render, in all.
+        max_width: the largest width, count or repeat argument a filter or string method
+            accepts.
+    """
+
+    max_output: int = 1_000_000
+    max_seconds: float = 0.5
+    max_allocated: int = 8_000_000
+    max_width: int = 100_000
+
+
+DEFAULT_LIMITS = RenderLimits()
+
+
+class RenderLimitExceeded(SecurityError):
+    """A template went past one of the render limits."""
+
+
+class _Budget:
+    """What one render may still spend. One per render, held in a context variable."""
+
+    __slots__ = ("allocated", "deadline", "limits")
+
+    def __init__(self, limits: RenderLimits) -> None:
+        self.limits = limits
+        self.deadline = time.monotonic() + limits.max_seconds
+        self.allocated = 0
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RenderLimitExceeded(
+                f"render took longer than {self.limits.max_seconds:g} s and was stopped"
+            )
+
+    def charge(self, size: int) -> None:
+        if size > self.limits.max_output:
+            raise RenderLimitExceeded(
+                f"an expression would build {size:,} characters or items, over the "
+                f"limit of {self.limits.max_output:,}"
+            )
+        self.allocated += size
+        if self.allocated > self.limits.max_allocated:
+            raise RenderLimitExceeded(
+                f"the template built more than {self.limits.max_allocated:,} characters or "
+                "items in all"
+            )
+        self.tick()
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("promptory_render_budget", default=None)
+
+
+def _budget() -> _Budget:
+    # Outside a render (Jinja folds constant expressions while compiling) the per-operation
+    # caps still apply, with a budget of its own.
+    budget = _BUDGET.get()
+    return budget if budget is not None else _Budget(DEFAULT_LIMITS)
+
+
+# --- sizing values ---------------------------------------------------------------------------
+
+
+def _weight(value: Any, limit: int) -> int:
+    """How many characters or items `value` expands to, counting shared references every
+    time they occur (that is what `str()` of it would write). Stops counting past `limit`,
+    so measuring a huge value costs no more than `limit` steps."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            total += len(item) + 1
+            if total <= limit:
+                stack.extend(item)
+        elif isinstance(item, dict):
+            total += 2 * len(item) + 1
+            if total <= limit:
+                stack.extend(item.keys())
+                stack.extend(item.values())
+        else:
+            total += 1
+        if total > limit:
+            return total
+    return total
+
+
+def _check_width(name: str, value: Any, limits: RenderLimits) -> None:
+    if isinstance(value, int) and abs(value) > limits.max_width:
+        raise RenderLimitExceeded(
+            f"{name} of {value:,} is over the limit of {limits.max_width:,}"
+        )
+
+
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_BRACE_SPEC = re.compile(r"\{[^{}]*\}")
+
+
+def _check_format_string(fmt: str, limits: RenderLimits, *, braces: bool) -> None:
+    """Refuse format strings whose width or precision would build a huge string."""
+    widths: list[str] = []
+    if braces:
+        for field in _BRACE_SPEC.findall(fmt):
+            _, _, spec = field[1:-1].partition(":")
+            widths.extend(re.findall(r"\d+", spec))
+        if re.search(r"\{[^{}]*:[^{}]*\{", fmt):
+            raise RenderLimitExceeded("format specs may not take their width from an argument")
+    else:
+        for width, precision in _PERCENT_SPEC.findall(fmt):
+            if "*" in (width, precision):
+                raise RenderLimitExceeded("'%*' widths taken from an argument are not allowed")
+            widths.extend(w for w in (width, precision) if w)
+    for width in widths:
+        if len(width) > 9 or int(width) > limits.max_width:
+            raise RenderLimitExceeded(
+                f"a format width of {width} is over the limit of {limits.max_width:,}"
+            )
+
+
+# --- guarded filters and globals -------------------------------------------------------------
+
+
+def _guard_iter(value: Any) -> Any:
+    budget = _budget()
+    return _guarded_iteration(iter(value), budget)
+
+
+def _guarded_iteration(iterator: Iterable[Any], budget: _Budget) -> Any:
+    count = 0
+    for item in iterator:
+        count += 1
+        if not count & 63:
+            budget.tick()
+        yield item
+
+
+def _guard_concat(values: list[Any]) -> str:
+    budget = _budget()
+    parts = [str(v) for v in values]
+    budget.charge(sum(map(len, parts)))
+    return "".join(parts)
+
+
+def _guard_weigh(value: Any) -> Any:
+    budget = _budget()
+    budget.charge(_weight(value, budget.limits.max_output))
+    return value
+
+
+def _wrap_filter(
+    original: Callable[..., Any], check: Callable[[_Budget, tuple[Any, ...], dict[str, Any]], None]
+) -> Callable[..., Any]:
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        budget = _budget()
+        check(budget, args, kwargs)
+        result = original(*args, **kwargs)
+        if isinstance(result, (str, list)):
+            budget.charge(_weight(result, budget.limits.max_output))
+        return result
+
+    guarded.__name__ = getattr(original, "__name__", "filter")
+    guarded.__doc__ = original.__doc__
+    return guarded
+
+
+def _widths(*names: str) -> Callable[[_Budget, tuple[Any, ...], dict[str, Any]], None]:
+    """A check that the value-sizing arguments (positions 1.. or by name) are small."""
+
+    def check(budget: _Budget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        for index, name in enumerate(names, start=1):
+            value = args[index] if len(args) > index else kwargs.get(name)
+            _check_width(name, value, budget.limits)
+
+    return check
+
+
+def _check_format_filter(budget: _Budget, args: tuple[Any, ...], _: dict[str, Any]) -> None:
+    if args and isinstance(args[0], str):
+        _check_format_string(args[0], budget.limits, braces=False)
+
+
+def _check_replace(budget: _Budget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if len(args) >= 3 and isinstance(args[0], str):
+        text, old, new = str(args[0]), str(args[1]), str(args[2])
+        count = text.count(old) if old else len(text) + 1
+        if count * len(new) + len(text) > budget.limits.max_output:
+            raise RenderLimitExceeded("replace would build a string over the output limit")
+
+
+def _check_join(budget: _Budget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if not args:
+        return
+    items = args[0]
+    if isinstance(items, (list, tuple)):
+        separator = args[1] if len(args) > 1 else kwargs.get("d", "")
+        size = _weight(items, budget.limits.max_output)
+        size += len(items) * len(str(separator))
+        budget.charge(size)
+
+
+def _check_sum(budget: _Budget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    start = args[2] if len(args) > 2 else kwargs.get("start", 0)
+    if not isinstance(start, (int, float)):
+        raise RenderLimitExceeded("sum() may only add numbers")
+
+
+def _safe_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+    limits = _budget().limits
+    for name, value in (("n", n), ("min", min), ("max", max)):
+        if not isinstance(value, int) or value > 1000:
+            raise RenderLimitExceeded(f"lipsum {name}={value!r} is over the limit of 1000")
+    return generate_lorem_ipsum(n=n, html=html, min=min, max=max)[: limits.max_output]
+
+
+def _make_concat(max_output: int) -> Callable[[Iterable[str]], str]:
+    """`Environment.concat` with the output limit: every join a template makes (its whole
+    output, macros, `{% set %}` and `{% filter %}` blocks) is held to `max_output`.
+
+    A long list of chunks is sized before it is joined: a loop can repeat one big string
+    many times, and the join would build all of it. A short list is bounded by what made its
+    chunks (each guarded operation is held to the limit), so it is joined and then checked,
+    which keeps a plain template's render as cheap as Jinja's own.
+    """
+
+    def concat(chunks: Iterable[str]) -> str:
+        if type(chunks) is not list:
+            chunks = list(chunks)
+        if len(chunks) > 64:
+            size = sum(map(len, chunks))
+        else:
+            text = "".join(chunks)
+            size = len(text)
+            if size <= max_output:
+                return text
+        if size > max_output:
+            raise RenderLimitExceeded(
+                f"the rendered text would be {size:,} characters, over the limit of "
+                f"{max_output:,}"
+            )
+        return "".join(chunks)
+
+    return concat
+
+
+# --- the syntax-tree guard -------------------------------------------------------------------
+
+GUARD_ITER = "promptory:iter"
+GUARD_CONCAT = "promptory:concat"
+GUARD_WEIGH = "promptory:weigh"
+
+
+class _Guard(NodeTransformer):
+    """Rewrites a parsed template so loops, `~` and container literals run through guards."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = _filter(node.iter, GUARD_ITER)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return _filter(nodes.List(list(node.nodes), lineno=node.lineno), GUARD_CONCAT)
+
+    def _weigh(self, node: nodes.Expr) -> nodes.Node:
+        self.generic_visit(node)
+        if getattr(node, "ctx", "load") != "load":
+            return node  # an assignment target such as `{% for a, b in x %}`
+        return _filter(node, GUARD_WEIGH)
+
+    visit_List = _weigh
+    visit_Tuple = _weigh
+    visit_Dict = _weigh
+
+
+def _filter(node: nodes.Expr, name: str) -> nodes.Filter:
+    return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
+
+
+# --- the environment -------------------------------------------------------------------------
+
+_SIZING_FILTERS: dict[str, Callable[[_Budget, tuple[Any, ...], dict[str, Any]], None]] = {
+    "center": _widths("width"),
+    "indent": _widths("width"),
+    "wordwrap": _widths("width"),
+    "truncate": _widths("length", "killwords", "end", "leeway"),
+    "batch": _widths("linecount"),
+    "slice": _widths("slices"),
+    "format": _check_format_filter,
+    "replace": _check_replace,
+    "join": _check_join,
+    "sum": _check_sum,
+    "list": lambda budget, args, kwargs: None,
+    "map": lambda budget, args, kwargs: None,
+    "string": lambda budget, args, kwargs: None,
+    "tojson": lambda budget, args, kwargs: None,
+    "pprint": lambda budget, args, kwargs: None,
+    "xmlattr": lambda budget, args, kwargs: None,
+    "urlize": lambda budget, args, kwargs: None,
+}
+
+_STR_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+_INT_BITS_LIMIT = 100_000
+
+
+class PromptEnvironment(ImmutableSandboxedEnvironment):
+    """The sandboxed Jinja2 environment for prompt bodies, with promptory's render limits.
+
+    Both the SDK and the server build theirs from this class, so they agree on every setting.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "+", "%", "//"})
+
+    def __init__(
+        self,
+        *,
+        undefined: type[Undefined] = Undefined,
+        limits: RenderLimits = DEFAULT_LIMITS,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            autoescape=False,
+            keep_trailing_newline=True,
+            undefined=undefined,
+            auto_reload=False,
+            **options,
+        )
+        self.limits = limits
+        self.concat = _make_concat(limits.max_output)  # type: ignore[method-assign]
+        for name, check in _SIZING_FILTERS.items():
+            self.filters[name] = _wrap_filter(self.filters[name], check)
+        self.filters[GUARD_ITER] = _guard_iter
+        self.filters[GUARD_CONCAT] = _guard_concat
+        self.filters[GUARD_WEIGH] = _guard_weigh
+        self.globals["lipsum"] = _safe_lipsum
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        result = _Guard().visit(tree)
+        assert isinstance(result, nodes.Template)
+        return result
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        """Refuse access to an unsafe attribute at once, rather than rendering it as nothing:
+        `'{0.__class__}'.format(x)` must fail loudly, not print an empty string."""
+        raise SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
+        )
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        """Size the result of `*`, `**`, `+`, `%` and `//` before computing it."""
+        budget = _budget()
+        limits = budget.limits
+        budget.tick()
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
+                    budget.charge(_weight(seq, limits.max_output) * max(count, 0))
+            if isinstance(left, int) and isinstance(right, int):
+                if left.bit_length() + right.bit_length() > _INT_BITS_LIMIT:
+                    raise RenderLimitExceeded("integer multiplication too large")
+        elif operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
+                if right > 0 and right * left.bit_length() > _INT_BITS_LIMIT:
+                    raise RenderLimitExceeded(f"{left} ** {right} is too large to compute")
+        elif operator == "+":
+            if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+                budget.charge(_weight(left, limits.max_output) + _weight(right, limits.max_output))
+        elif operator == "%" and isinstance(left, str):
+            _check_format_string(left, limits, braces=False)
+        return self.binop_table[operator](left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        """Call a function from a template, after the time, width and size checks."""
+        budget = _budget()
+        budget.tick()
+        target = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped by the sandbox
+        owner = getattr(target, "__self__", None)
+        if isinstance(owner, str):
+            method = getattr(target, "__name__", "")
+            if method in _STR_WIDTH_METHODS:
+                for value in args:
+                    _check_width(f"str.{method} width", value, budget.limits)
+            elif method in ("format", "format_map"):
+                _check_format_string(owner, budget.limits, braces=True)
+            elif method == "join" and args:
+                budget.charge(_weight(args[0], budget.limits.max_output))
+            elif method == "replace" and len(args) >= 2:
+                _check_replace(budget, (owner, args[0], args[1]), {})
+        result = super().call(__context, __obj, *args, **kwargs)
+        if isinstance(result, (list, dict, tuple)):
+            budget.charge(_weight(result, budget.limits.max_output))
+        return result
+
+
+# --- compiled bodies -------------------------------------------------------------------------
+
+
+class _IncludeGuard(NodeTransformer):
+    """For the strict-variable analysis: drop the uses of a name that are safe without it
+    (`x is defined`, `x is undefined`, `x | default(...)`), so what is left is required."""
+
+    def visit_Test(self, node: nodes.Test) -> nodes.Node:
+        if node.name in ("defined", "undefined") and isinstance(node.node, nodes.Name):
+            return nodes.Const(True)
+        return self.generic_visit(node)
+
+    def visit_Filter(self, node: nodes.Filter) -> nodes.Node:
+        if node.name in ("default", "d") and isinstance(node.node, (nodes.Name, nodes.Getattr)):
+            node.node = nodes.Const(None)
+        return self.generic_visit(node)
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """What a body's syntax tree tells about it.
+
+    Attributes:
+        variables: every top-level variable the body reads, sorted.
+        required: the variables it reads without an `is defined` or `default` guard, sorted.
+        references: the names it includes, imports or extends, in order; None stands for a
+            name computed at run time.
+    """
+
+    variables: tuple[str, ...]
+    required: tuple[str, ...]
+    references: tuple[str | None, ...]
+
+
+class CompiledTemplate:
+    """A prompt body compiled once, ready to render any number of times."""
+
+    __slots__ = ("_code", "_info", "_lock", "_strict", "body", "template")
+
+    def __init__(self, body: str, code: CodeType, template: Template) -> None:
+        self.body = body
+        self.template = template
+        self._code = code
+        self._strict: Template | None = None
+        self._info: TemplateInfo | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def info(self) -> TemplateInfo:
+        """Variables and references, found from the syntax tree on first use."""
+        info = self._info
+        if info is None:
+            info = self._info = _analyse(self.body)
+        return info
+
+    @property
+    def strict_template(self) -> Template:
+        """The same compiled code bound to the strict environment (missing variables raise)."""
+        strict = self._strict
+        if strict is None:
+            strict = self._strict = Template.from_code(
+                _STRICT_ENV, self._code, _STRICT_ENV.make_globals(None)
+            )
+        return strict
+
+
+def _analyse(body: str) -> TemplateInfo:
+    tree = _PLAIN_ENV.parse(body)
+    variables = meta.find_undeclared_variables(tree)
+    references = tuple(meta.find_referenced_templates(tree))
+    relaxed = _IncludeGuard().visit(_PLAIN_ENV.parse(body))
+    required = meta.find_undeclared_variables(relaxed)
+    return TemplateInfo(
+        variables=tuple(sorted(variables)),
+        required=tuple(sorted(required)),
+        references=references,
+    )
+
+
+class _NoIncludes(BaseLoader):
+    """The SDK's loader: a local render has no other prompts to include."""
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, None]:
+        raise RenderError(
+            f"the body includes {template!r}, and a local render cannot resolve includes; "
+            "render it on the server with client.render(prompt_id, variables)",
+            code="INCLUDE_NEEDS_SERVER",
+        )
+
+
+_ENV = PromptEnvironment(loader=_NoIncludes())
+_STRICT_ENV = PromptEnvironment(undefined=StrictUndefined, loader=_NoIncludes())
+_PLAIN_ENV = Environment()  # parsing only, for analysis; never renders
+
+_COMPILED: OrderedDict[str, CompiledTemplate] = OrderedDict()
+_COMPILED_LOCK = threading.Lock()
+_COMPILED_MAX = 1024
+
+
+def compile_body(body: str, *, label: str | None = None) -> CompiledTemplate:
+    """Compile a prompt body in the shared sandbox, or return the copy compiled before.
+
+    Raises:
+        RenderError: the body is not a valid template; the message names the line.
+    """
+    compiled = _COMPILED.get(body)
+    if compiled is not None:
+        return compiled
+    try:
+        code = _ENV.compile(body, name=label)
+    except TemplateSyntaxError as exc:
+        raise RenderError(
+            f"{_about(label)}template syntax error on line {exc.lineno}: {exc.message}",
+            code="TEMPLATE_SYNTAX_ERROR",
+            prompt=label,
+        ) from exc
+    template = Template.from_code(_ENV, code, _ENV.make_globals(None))
+    compiled = CompiledTemplate(body, code, template)
+    with _COMPILED_LOCK:
+        _COMPILED[body] = compiled
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    return compiled
+
+
+def render_template(
+    template: Template,
+    variables: Mapping[str, Any] | None,
+    *,
+    label: str | None = None,
+    limits: RenderLimits | None = None,
+) -> str:
+    """Render a template compiled by a `PromptEnvironment`, within its render limits.
+
+    Raises:
+        RenderError: anything the template does wrong (a sandbox violation, a limit, a
+            runtime error); the message names the prompt, the line and the cause.
+    """
+    if variables is None:
+        variables = {}
+    elif type(variables) is not dict and not isinstance(variables, Mapping):
+        raise RenderError(
+            f"{_about(label)}variables must be a mapping of names to values, "
+            f"not {type(variables).__name__}",
+            code="RENDER_ERROR",
+            prompt=label,
+        )
+    environment = template.environment
+    token = _BUDGET.set(_Budget(limits or environment.limits))  # type: ignore[attr-defined]
+    try:
+        context = template.new_context(dict(variables))
+        return environment.concat(template.root_render_func(context))  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise _render_error(exc, template, label) from exc
+    finally:
+        _BUDGET.reset(token)
+
+
+def _render_error(exc: Exception, template: Template, label: str | None) -> RenderError:
+    where = _template_line(exc.__traceback__, template)
+    if isinstance(exc, TemplateSyntaxError):
+        where = f" on line {exc.lineno}" if exc.lineno else ""
+    if isinstance(exc, RenderLimitExceeded):
+        cause, code = str(exc), "RENDER_LIMIT"
+    elif isinstance(exc, SecurityError):
+        cause, code = f"refused by the sandbox: {exc}", "SANDBOX_VIOLATION"
+    elif isinstance(exc, UndefinedError):
+        cause, code = str(exc), "UNDEFINED_VARIABLE"
+    elif isinstance(exc, TemplateNotFound):
+        cause, code = f"included template {exc.name!r} not found", "INCLUDE_NOT_FOUND"
+    elif isinstance(exc, RecursionError):
+        cause, code = "recursion too deep (a macro that calls itself without end?)", "RENDER_LIMIT"
+    elif isinstance(exc, MemoryError):
+        cause, code = "ran out of memory", "RENDER_LIMIT"
+    elif isinstance(exc, RenderError):
+        return exc
+    else:
+        cause, code = f"{type(exc).__name__}: {exc}", "RENDER_ERROR"
+    message = f"{_about(label)}render failed{where}: {cause}"
+    if code == "UNDEFINED_VARIABLE":
+        name = getattr(exc, "name", None) or _undefined_name(str(exc))
+        return UndefinedVariableError(message, missing=[name] if name else [], prompt=label)
+    return RenderError(message, code=code, prompt=label)
+
+
+def _undefined_name(message: str) -> str | None:
+    match = re.match(r"'([^']+)' is undefined", message)
+    return match.group(1) if match else None
+
+
+def _template_line(tb: TracebackType | None, template: Template) -> str:
+    """The template line the error happened on, from the compiled code's debug info."""
+    line = None
+    while tb is not None:
+        frame_globals = tb.tb_frame.f_globals
+        if frame_globals.get("__jinja_template__") is not None or (
+            "debug_info" in frame_globals and "root" in frame_globals
+        ):
+            debug = frame_globals.get("debug_info", "")
+            line = _lookup_line(debug, tb.tb_lineno)
+        tb = tb.tb_next
+    return f" on line {line}" if line else ""
+
+
+def _lookup_line(debug_info: str, python_line: int) -> int | None:
+    found = None
+    for pair in debug_info.split("&"):
+        if "=" not in pair:
+            continue
+        template_line, code_line = pair.split("=")
+        if int(code_line) <= python_line:
+            found = int(template_line)
+    return found
+
+
+def _about(label: str | None) -> str:
+    return f"prompt {label}: " if label else ""
