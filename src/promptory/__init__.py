@@ -1,6 +1,8 @@
 """promptory: fetch, cache and render LLM prompts kept in git, from a Promptory server."""
 
 from ._version import __version__
+from .async_client import AsyncPromptClient
+from .client import PromptClient
 from .exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -21,6 +23,7 @@ from .prompt import Prompt
 __all__ = [
     "APIConnectionError",
     "APITimeoutError",
+    "AsyncPromptClient",
     "AuthenticationError",
     "BadRequestError",
     "ForbiddenError",
@@ -28,6 +31,7 @@ __all__ = [
     "MalformedResponseError",
     "NotFoundError",
     "Prompt",
+    "PromptClient",
     "PromptoryError",
     "RateLimitError",
     "RenderError",

@@ -40,7 +40,7 @@ class FrozenDict(dict[str, Any]):
     setdefault = _refuse
     update = _refuse
 
-    def copy(self) -> dict[str, Any]:  # type: ignore[override]
+    def copy(self) -> dict[str, Any]:
         """A shallow, mutable copy."""
         return dict(self)
 

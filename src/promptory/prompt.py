@@ -139,10 +139,7 @@ class Prompt:
                 `body`, or has a field of the wrong type; the message names it.
         """
         if not isinstance(data, dict):
-            raise MalformedResponseError(
-                f"expected a JSON object for a prompt, got {_json_type(data)}",
-                code="MALFORMED_RESPONSE",
-            )
+            raise _malformed(f"expected a JSON object, got {_json_type(data)}", None)
         label = data.get("id") if isinstance(data.get("id"), str) else None
         for key in _REQUIRED_STR:
             if not isinstance(data.get(key), str):
@@ -150,7 +147,9 @@ class Prompt:
                 raise _malformed(f"field {key!r} {problem}, expected a string", label)
         for key in _STR:
             if not isinstance(data.get(key, ""), str):
-                raise _malformed(f"field {key!r} is {_json_type(data[key])}, expected a string", label)
+                raise _malformed(
+                    f"field {key!r} is {_json_type(data[key])}, expected a string", label
+                )
         for key in _OPTIONAL_STR:
             value = data.get(key)
             if value is not None and not isinstance(value, str):
@@ -294,9 +293,8 @@ def _unpickle(values: dict[str, Any]) -> Prompt:
 
 
 def _malformed(problem: str, label: str | None) -> MalformedResponseError:
-    where = f"prompt {label}: " if label else ""
     return MalformedResponseError(
-        f"{where}malformed answer from the server: {problem}",
+        f"malformed prompt from the server: {problem}",
         code="MALFORMED_RESPONSE",
         prompt=label,
     )

@@ -160,9 +160,7 @@ def _weight(value: Any, limit: int) -> int:
 
 def _check_width(name: str, value: Any, limits: RenderLimits) -> None:
     if isinstance(value, int) and abs(value) > limits.max_width:
-        raise RenderLimitExceeded(
-            f"{name} of {value:,} is over the limit of {limits.max_width:,}"
-        )
+        raise RenderLimitExceeded(f"{name} of {value:,} is over the limit of {limits.max_width:,}")
 
 
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
@@ -199,10 +197,8 @@ def _guard_iter(value: Any) -> Any:
 
 
 def _guarded_iteration(iterator: Iterable[Any], budget: _Budget) -> Any:
-    count = 0
-    for item in iterator:
-        count += 1
-        if not count & 63:
+    for count, item in enumerate(iterator, start=1):
+        if not count & 63:  # the clock is cheap, but not free: look every 64 items
             budget.tick()
         yield item
 
@@ -307,8 +303,7 @@ def _make_concat(max_output: int) -> Callable[[Iterable[str]], str]:
                 return text
         if size > max_output:
             raise RenderLimitExceeded(
-                f"the rendered text would be {size:,} characters, over the limit of "
-                f"{max_output:,}"
+                f"the rendered text would be {size:,} characters, over the limit of {max_output:,}"
             )
         return "".join(chunks)
 
@@ -327,6 +322,7 @@ class _Guard(NodeTransformer):
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
+        assert isinstance(node.iter, nodes.Expr)
         node.iter = _filter(node.iter, GUARD_ITER)
         return node
 
@@ -428,13 +424,18 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
             for seq, count in ((left, right), (right, left)):
                 if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
                     budget.charge(_weight(seq, limits.max_output) * max(count, 0))
-            if isinstance(left, int) and isinstance(right, int):
-                if left.bit_length() + right.bit_length() > _INT_BITS_LIMIT:
-                    raise RenderLimitExceeded("integer multiplication too large")
+            both_ints = isinstance(left, int) and isinstance(right, int)
+            if both_ints and left.bit_length() + right.bit_length() > _INT_BITS_LIMIT:
+                raise RenderLimitExceeded("integer multiplication too large")
         elif operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
-                if right > 0 and right * left.bit_length() > _INT_BITS_LIMIT:
-                    raise RenderLimitExceeded(f"{left} ** {right} is too large to compute")
+            huge = (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and abs(left) > 1
+                and right * left.bit_length() > _INT_BITS_LIMIT
+            )
+            if huge:
+                raise RenderLimitExceeded(f"{left} ** {right} is too large to compute")
         elif operator == "+":
             if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
                 budget.charge(_weight(left, limits.max_output) + _weight(right, limits.max_output))
@@ -442,7 +443,7 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
             _check_format_string(left, limits, braces=False)
         return self.binop_table[operator](left, right)
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         """Call a function from a template, after the time, width and size checks."""
         budget = _budget()
         budget.tick()
@@ -613,10 +614,10 @@ def render_template(
             prompt=label,
         )
     environment = template.environment
-    token = _BUDGET.set(_Budget(limits or environment.limits))  # type: ignore[attr-defined]
+    token = _BUDGET.set(_Budget(limits or getattr(environment, "limits", DEFAULT_LIMITS)))
     try:
         context = template.new_context(dict(variables))
-        return environment.concat(template.root_render_func(context))  # type: ignore[no-any-return]
+        return environment.concat(template.root_render_func(context))  # type: ignore[attr-defined,no-any-return]
     except Exception as exc:
         raise _render_error(exc, template, label) from exc
     finally:

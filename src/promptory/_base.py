@@ -1,0 +1,76 @@
+"""`ClientBase`: what the sync and async clients share beyond the core — construction,
+the cache methods (plain methods in both), the headers and the repr."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from ._core import ClientCore, ClientOptions, mask_key, user_agent
+from .snapshot import Snapshot
+
+__all__ = ["ClientBase"]
+
+
+class ClientBase:
+    """Options, the decision core and the cache methods of a promptory client."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        cache_ttl: float,
+        cache_max_size: int,
+        timeout: float,
+        retry_count: int,
+        *,
+        max_stale: float | None,
+        fallback: str | os.PathLike[str] | None,
+        prefetch: Iterable[Any],
+        background_workers: int,
+    ) -> None:
+        options = ClientOptions.build(
+            base_url=base_url,
+            api_key=api_key,
+            cache_ttl=cache_ttl,
+            cache_max_size=cache_max_size,
+            timeout=timeout,
+            retry_count=retry_count,
+            max_stale=max_stale,
+            background_workers=background_workers,
+        )
+        snapshot = Snapshot.load(fallback) if fallback is not None else None
+        self._core = ClientCore(options, snapshot=snapshot)
+        self._api_key = api_key
+        self._closed = False
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._api_key}",
+            "User-Agent": user_agent(),
+            "Accept": "application/json",
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self._core.options.base_url!r}, "
+            f"api_key={mask_key(self._api_key)!r})"
+        )
+
+    def cache_stats(self) -> dict[str, Any]:
+        """Cache statistics: ``total_entries``, ``fresh_entries``, ``stale_entries``,
+        ``max_size``, ``ttl``, ``oldest_age_seconds``, then counters: ``hits``,
+        ``stale_hits``, ``misses``, ``revalidations``, ``revalidation_failures``,
+        ``stale_served_on_error``, ``fallbacks_served``, ``errors``, ``evictions`` and
+        ``in_flight`` (requests under way now)."""
+        return self._core.stats()
+
+    def cache_invalidate(self, name: str) -> int:
+        """Remove the cached entries of a prompt: by name, by id prefix, or by
+        ``org``/``org/app``/``org/app/name`` (whole segments). Returns how many."""
+        return self._core.invalidate(name)
+
+    def cache_invalidate_all(self) -> int:
+        """Empty the cache; return how many entries were removed."""
+        return self._core.cache.clear()

@@ -1,0 +1,186 @@
+"""`PromptCache`: the in-memory LRU of prompts, with TTL, ETags and per-key cooldowns.
+
+Rules of this module:
+- No I/O and no clock of its own: every method that needs the time takes `now`, a reading
+  of a monotonic clock, so tests drive it with a fake one.
+- Reads take no lock. A hit is a dict lookup and an `OrderedDict.move_to_end`, each atomic
+  under the GIL, so 32 threads hitting the cache never queue behind each other. Writes
+  (insert, replace, evict, invalidate) hold one lock among themselves.
+- Entries are immutable but for their cooldown fields: a 200 or a 304 replaces the entry, so
+  a reader holding an entry always sees one consistent (prompt, etag, age).
+
+Keys are tuples, cheap to hash on the hot path:
+``("id", prompt_id, ref)`` and ``("name", org, app, name, environment, ref)``; `key_text`
+spells them as the contract does: ``id:<id>`` and ``name:<org>/<app>/<name>:<env or any>``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from contextlib import suppress
+from typing import Any
+
+from .prompt import Prompt
+
+__all__ = ["CacheEntry", "CacheKey", "PromptCache", "key_text"]
+
+CacheKey = tuple[Any, ...]
+
+
+def key_text(key: CacheKey) -> str:
+    """The contract's spelling of a cache key, for logs and messages."""
+    if key[0] == "id":
+        text = f"id:{key[1]}"
+    else:
+        _, org, app, name, environment = key[:5]
+        text = f"name:{org}/{app}/{name}:{environment or 'any'}"
+    ref = key[-1]
+    return f"{text}@{ref}" if ref is not None else text
+
+
+class CacheEntry:
+    """One cached prompt.
+
+    Attributes:
+        prompt: the prompt as last answered by the server.
+        etag: the server's ETag for it, sent back as If-None-Match; None if it sent none.
+        stored_at: monotonic time of the answer (a 200 or a 304) that made this entry.
+        fresh_until: monotonic time at which it turns stale (infinity for pinned refs).
+        failures: background revalidations that failed in a row (cooldown).
+        retry_at: monotonic time before which no new background revalidation starts.
+    """
+
+    __slots__ = ("etag", "failures", "fresh_until", "prompt", "retry_at", "stored_at")
+
+    def __init__(self, prompt: Prompt, etag: str | None, stored_at: float, fresh_until: float):
+        self.prompt = prompt
+        self.etag = etag
+        self.stored_at = stored_at
+        self.fresh_until = fresh_until
+        self.failures = 0
+        self.retry_at = 0.0
+
+
+class PromptCache:
+    """An LRU of `CacheEntry` by key, bounded by `max_size`, with a TTL of `ttl` seconds."""
+
+    def __init__(self, *, ttl: float, max_size: int) -> None:
+        self.ttl = ttl
+        self.max_size = max_size
+        self._data: OrderedDict[Hashable, CacheEntry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.evictions = 0
+
+    def reset_lock(self) -> None:
+        """Replace the write lock (after `fork()`, a lock held by a vanished thread would
+        never be released in the child)."""
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: Hashable) -> CacheEntry | None:
+        """The entry for `key`, marked most recently used; None on a miss."""
+        entry = self._data.get(key)
+        if entry is not None:
+            with suppress(KeyError):  # evicted by another thread between the two calls
+                self._data.move_to_end(key)
+        return entry
+
+    def peek(self, key: Hashable) -> CacheEntry | None:
+        """The entry for `key`, without touching its recency."""
+        return self._data.get(key)
+
+    def put(
+        self, key: Hashable, prompt: Prompt, etag: str | None, now: float, *, pinned: bool = False
+    ) -> CacheEntry | None:
+        """Store a prompt from a 200 answer, replacing any entry for `key`.
+
+        Returns the new entry, or None when the cache holds nothing (`max_size` 0).
+        """
+        if self.max_size <= 0:
+            return None
+        entry = CacheEntry(prompt, etag, now, math.inf if pinned else now + self.ttl)
+        with self._lock:
+            self._data[key] = entry
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_size:
+                self._data.popitem(last=False)
+                self.evictions += 1
+        return entry
+
+    def refresh(
+        self, key: Hashable, seen: CacheEntry, etag: str | None, now: float
+    ) -> CacheEntry | None:
+        """Apply a 304 Not Modified to the entry `seen` when the request was made.
+
+        The data is kept and its age restarts; the 304's ETag is adopted when it has one.
+        Returns the new entry, or None when `seen` is no longer the cached entry for `key`
+        (evicted or invalidated meanwhile): the caller must then fetch unconditionally,
+        since an invalidation asked for fresh data.
+        """
+        with self._lock:
+            if self._data.get(key) is not seen:
+                return None
+            fresh_until = math.inf if seen.fresh_until == math.inf else now + self.ttl
+            entry = CacheEntry(seen.prompt, etag or seen.etag, now, fresh_until)
+            self._data[key] = entry
+            self._data.move_to_end(key)
+        return entry
+
+    def evict(self, key: Hashable) -> bool:
+        """Remove the entry for `key`; True if there was one."""
+        with self._lock:
+            return self._data.pop(key, None) is not None
+
+    def invalidate(self, name: str) -> int:
+        """Remove the entries of prompts matching `name`; return how many.
+
+        An entry matches when its prompt's name equals `name`, its id starts with `name`, or
+        its qualified name ``org/app/name`` starts with `name` segment by segment (``myorg``
+        and ``myorg/myapp`` match, ``myorg/my`` does not).
+        """
+        wanted = name.split("/")
+        with self._lock:
+            doomed = [
+                key for key, entry in self._data.items() if _matches(entry.prompt, name, wanted)
+            ]
+            for key in doomed:
+                del self._data[key]
+        return len(doomed)
+
+    def clear(self) -> int:
+        """Remove every entry; return how many there were."""
+        with self._lock:
+            count = len(self._data)
+            self._data.clear()
+        return count
+
+    def entries(self) -> list[tuple[Hashable, CacheEntry]]:
+        """A snapshot of the (key, entry) pairs, least recently used first."""
+        with self._lock:
+            return list(self._data.items())
+
+    def stats(self, now: float) -> dict[str, Any]:
+        """The contract's cache statistics at time `now`."""
+        entries = [entry for _, entry in self.entries()]
+        fresh = sum(1 for entry in entries if now < entry.fresh_until)
+        oldest = max((now - entry.stored_at for entry in entries), default=0.0)
+        return {
+            "total_entries": len(entries),
+            "fresh_entries": fresh,
+            "stale_entries": len(entries) - fresh,
+            "max_size": self.max_size,
+            "ttl": self.ttl,
+            "oldest_age_seconds": round(oldest, 3),
+        }
+
+
+def _matches(prompt: Prompt, name: str, wanted: list[str]) -> bool:
+    if prompt.name == name or prompt.id.startswith(name):
+        return True
+    qualified = [prompt.org, prompt.app, prompt.name]
+    return len(wanted) <= 3 and qualified[: len(wanted)] == wanted

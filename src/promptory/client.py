@@ -1,0 +1,402 @@
+"""`PromptClient`: the synchronous client.
+
+This module holds only I/O, locks and background threads; every decision comes from
+`_core.ClientCore`, shared with the async client.
+
+Threads: a `PromptClient` is safe to share. A fresh cache hit takes no lock. Concurrent
+misses on one key share one request (single flight); stale hits start at most one background
+revalidation per key, on a small pool of `background_workers` threads created on first need.
+After `os.fork()` the child gets new locks, a new pool and a new connection pool, so
+pre-fork servers (gunicorn, uWSGI) work with a client created before the fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from ._base import ClientBase
+from ._cache import CacheEntry, CacheKey, key_text
+from ._core import (
+    Done,
+    Fail,
+    Fallback,
+    Miss,
+    PromptFetch,
+    RenderFetch,
+    Retry,
+    Stale,
+    prefetch_targets,
+)
+from ._transport import DeadlineTransport, attempt_deadline
+from .exceptions import APITimeoutError, PromptoryError
+from .prompt import Prompt
+
+__all__ = ["PromptClient"]
+
+logger = logging.getLogger("promptory")
+
+
+class _Flight:
+    """One in-flight fetch for a key; other callers wait on it instead of sending their own."""
+
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Prompt | None = None
+        self.error: BaseException | None = None
+
+
+class PromptClient(ClientBase):
+    """Fetch, cache and render prompts from a Promptory server (synchronous).
+
+    Args:
+        base_url: the server's URL, e.g. ``http://localhost:8000``.
+        api_key: an API key starting with ``pm_live_`` or ``pm_test_``.
+        cache_ttl: seconds a cached prompt is fresh. Past it, the stale copy is still
+            returned at once while one background request revalidates it. 0 revalidates
+            on every call (a conditional request: cheap when nothing changed).
+        cache_max_size: prompts kept in the LRU cache; 0 caches nothing.
+        timeout: seconds one attempt (connect, send, receive the whole answer) may take.
+        retry_count: retries after the first attempt on connection errors, timeouts and
+            502/503/504, with exponential backoff and jitter (at most 2 s of waiting in all).
+        max_stale: seconds past its TTL after which a cached prompt is no longer served,
+            neither while revalidating nor when the server fails; None (the default) serves
+            it for as long as the server cannot be reached.
+        fallback: a snapshot file written by ``promptory pull``, served when the server
+            cannot be reached and the cache holds nothing for the prompt.
+        prefetch: prompts to fetch concurrently at construction (see `prefetch`).
+        background_workers: threads that revalidate stale prompts.
+        verify: TLS verification, as httpx takes it (True, a CA bundle path, an SSLContext).
+        proxy: an HTTP proxy URL.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        cache_ttl: float = 300,
+        cache_max_size: int = 1000,
+        timeout: float = 10.0,
+        retry_count: int = 3,
+        *,
+        max_stale: float | None = None,
+        fallback: str | os.PathLike[str] | None = None,
+        prefetch: Iterable[Any] = (),
+        background_workers: int = 2,
+        verify: ssl.SSLContext | str | bool = True,
+        proxy: str | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key,
+            cache_ttl,
+            cache_max_size,
+            timeout,
+            retry_count,
+            max_stale=max_stale,
+            fallback=fallback,
+            prefetch=prefetch,
+            background_workers=background_workers,
+        )
+        self._verify = verify
+        self._proxy = proxy
+        self._http = self._new_http()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._executor: ThreadPoolExecutor | None = None
+        _LIVE_CLIENTS.add(self)
+        if prefetch:
+            for label, error in self.prefetch(prefetch).items():
+                if isinstance(error, PromptoryError):
+                    logger.warning("prefetch of %s failed: %s", label, error)
+
+    def _new_http(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self._core.options.base_url,
+            headers=self._headers(),
+            timeout=self._core.options.timeout,
+            transport=DeadlineTransport(**self._http_options),
+            follow_redirects=False,
+        )
+
+    # -- fetching --
+
+    def get(
+        self, prompt_id: str, *, ref: str | None = None, fallback: Fallback | None = None
+    ) -> Prompt:
+        """Fetch a prompt by id (UUID), from the cache when it can.
+
+        Args:
+            prompt_id: the prompt's id.
+            ref: a commit sha or tag: the prompt as it was there (cached for good).
+            fallback: what to return if the server cannot be reached and nothing is cached:
+                a body string, a `Prompt`, or a callable given the error that returns one.
+
+        Raises:
+            NotFoundError: no such prompt. See `promptory.exceptions` for the others.
+        """
+        state = self._core.lookup_id(prompt_id, ref)
+        if isinstance(state, Prompt):
+            return state
+        return self._resolve(state, fallback)
+
+    def get_by_name(
+        self,
+        org: str,
+        app: str,
+        name: str,
+        environment: str | None = None,
+        *,
+        ref: str | None = None,
+        fallback: Fallback | None = None,
+    ) -> Prompt:
+        """Fetch a prompt by its qualified name, from the cache when it can.
+
+        Args:
+            org: organization name.
+            app: application name.
+            name: prompt name.
+            environment: ``development``, ``staging`` or ``production``; None picks the most
+                promoted one the app has.
+            ref: a commit sha or tag: the prompt as it was there (cached for good).
+            fallback: as for `get`.
+        """
+        state = self._core.lookup_name(org, app, name, environment, ref)
+        if isinstance(state, Prompt):
+            return state
+        return self._resolve(state, fallback)
+
+    def render(
+        self,
+        prompt_id: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        ref: str | None = None,
+    ) -> str:
+        """Fetch a prompt and render it; includes are resolved by the server.
+
+        A prompt without includes is rendered locally from the cache, in the same sandbox
+        the server uses, so the result is the same string without a request.
+        """
+        prompt = self.get(prompt_id, ref=ref)
+        if not prompt.needs_server_render():
+            return prompt.render(variables)
+        self._check_open()
+        result = self._run(self._core.render_fetch(prompt, variables, ref))
+        assert isinstance(result, str)
+        return result
+
+    def prefetch(self, prompts: Iterable[Any]) -> dict[str, Prompt | PromptoryError]:
+        """Fetch several prompts at once (a warm start), one request per prompt.
+
+        Args:
+            prompts: ids, ``"org/app/name"`` strings, or ``(org, app, name[, environment])``
+                tuples.
+
+        Returns:
+            For each entry, by its label, the `Prompt` or the error it failed with. These
+            fetches share their requests with concurrent `get` calls (single flight).
+        """
+        targets = prefetch_targets(prompts)
+        results: dict[str, Prompt | PromptoryError] = {}
+
+        def one(args: tuple[Any, ...]) -> Prompt | PromptoryError:
+            try:
+                return self.get(args[0]) if len(args) == 1 else self.get_by_name(*args)
+            except PromptoryError as error:
+                return error
+
+        if not targets:
+            return results
+        workers = min(8, len(targets))
+        with ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="promptory-prefetch"
+        ) as pool:
+            for (label, _), outcome in zip(
+                targets, pool.map(one, [t[1] for t in targets]), strict=True
+            ):
+                results[label] = outcome
+        return results
+
+    # -- lifecycle --
+
+    def close(self) -> None:
+        """Stop background revalidations, wait for the running ones, and close connections."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        executor = self._executor
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+        self._http.close()
+        _LIVE_CLIENTS.discard(self)
+
+    def __enter__(self) -> PromptClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- internals --
+
+    def _resolve(self, state: Stale | Miss, fallback: Fallback | None) -> Prompt:
+        if isinstance(state, Stale):
+            if state.revalidate:
+                self._revalidate_in_background(state.key, state.entry)
+            return state.entry.prompt
+        self._check_open()
+        try:
+            return self._single_flight(state.key, state.entry)
+        except PromptoryError as error:
+            return self._core.recover(error, state.key, fallback)
+
+    def _single_flight(self, key: CacheKey, seen: CacheEntry | None) -> Prompt:
+        with self._lock:
+            flight = self._core.flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._core.flights[key] = _Flight()
+        assert flight is not None
+        if not leader:
+            if not flight.done.wait(self._core.options.give_up_after + 1.0):
+                raise APITimeoutError(
+                    f"gave up waiting for the request already in flight for {key!r}"
+                )
+            return _outcome(flight, key)
+        try:
+            result = self._run(self._core.prompt_fetch(key, seen))
+            assert isinstance(result, Prompt)
+            flight.result = result
+            return result
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                self._core.flights.pop(key, None)
+            flight.done.set()
+
+    def _revalidate_in_background(self, key: CacheKey, seen: CacheEntry) -> None:
+        with self._lock:
+            if key in self._core.flights or self._closed:
+                return
+            flight = self._core.flights[key] = _Flight()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._core.options.background_workers,
+                    thread_name_prefix="promptory-revalidate",
+                )
+            executor = self._executor
+        self._core.revalidations += 1
+        try:
+            executor.submit(self._revalidate, key, seen, flight)
+        except RuntimeError:  # shut down by close() meanwhile
+            with self._lock:
+                self._core.flights.pop(key, None)
+            flight.done.set()
+
+    def _revalidate(self, key: CacheKey, seen: CacheEntry, flight: _Flight) -> None:
+        try:
+            result = self._run(self._core.prompt_fetch(key, seen, background=True))
+            assert isinstance(result, Prompt)
+            flight.result = result
+        except PromptoryError as error:
+            flight.error = error
+            logger.warning("background revalidation of %s failed: %s", key_text(key), error)
+        except BaseException as exc:  # pragma: no cover - a bug, but never kill the worker
+            flight.error = exc
+            logger.exception("background revalidation of %s crashed", key_text(key))
+        finally:
+            with self._lock:
+                self._core.flights.pop(key, None)
+            flight.done.set()
+
+    def _run(self, fetch: PromptFetch | RenderFetch) -> Prompt | str:
+        """Send the fetch's requests until it is done: the only I/O loop of this client."""
+        request = fetch.request
+        timeout = self._core.options.timeout
+        while True:
+            try:
+                with attempt_deadline(timeout):
+                    response = self._http.request(
+                        request.method,
+                        request.path,
+                        params=request.params,
+                        headers=request.headers,
+                        content=request.content,
+                    )
+            except (httpx.HTTPError, OSError) as exc:
+                step = fetch.failed(exc)
+            except RuntimeError as exc:
+                if not self._closed:
+                    raise
+                step = fetch.failed(exc)
+            else:
+                step = fetch.answered(response.status_code, response.headers, response.content)
+            if isinstance(step, Done):
+                return step.value  # type: ignore[no-any-return]
+            if isinstance(step, Retry):
+                if step.delay and self._stop.wait(step.delay):
+                    raise PromptoryError(f"{fetch.label}: the client was closed")
+                request = step.request
+                continue
+            assert isinstance(step, Fail)
+            raise step.error
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PromptoryError("the PromptClient was closed; create a new one")
+
+    def _after_fork_in_child(self) -> None:
+        # Locks may have been held by threads that do not exist in the child; the pool's
+        # threads are gone; the connections are shared with the parent. Start over, keeping
+        # the cached prompts (they are still valid data).
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._core.cache.reset_lock()
+        self._core.flights.clear()
+        self._executor = None
+        if not self._closed:
+            self._http = self._new_http()  # the parent's pool is abandoned, not closed
+
+
+def _outcome(flight: _Flight, key: CacheKey) -> Prompt:
+    """What a caller that waited on another's flight gets: its result or its error."""
+    error = flight.error
+    if error is None:
+        assert flight.result is not None
+        return flight.result
+    if isinstance(error, PromptoryError):
+        raise error
+    raise PromptoryError(
+        f"the request in flight for {key_text(key)} failed: {type(error).__name__}"
+    ) from error
+
+
+_LIVE_CLIENTS: weakref.WeakSet[PromptClient] = weakref.WeakSet()
+
+
+def _reinit_after_fork() -> None:
+    for client in list(_LIVE_CLIENTS):
+        client._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)
