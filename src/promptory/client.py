@@ -126,7 +126,7 @@ class PromptClient(ClientBase):
             base_url=self._core.options.base_url,
             headers=self._headers(),
             timeout=self._core.options.timeout,
-            transport=DeadlineTransport(**self._http_options),
+            transport=DeadlineTransport(verify=self._verify, proxy=self._proxy),
             follow_redirects=False,
         )
 

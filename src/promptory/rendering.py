@@ -614,10 +614,13 @@ def render_template(
             prompt=label,
         )
     environment = template.environment
-    token = _BUDGET.set(_Budget(limits or getattr(environment, "limits", DEFAULT_LIMITS)))
+    if limits is None:
+        limits = getattr(environment, "limits", DEFAULT_LIMITS)
+        assert isinstance(limits, RenderLimits)
+    token = _BUDGET.set(_Budget(limits))
     try:
         context = template.new_context(dict(variables))
-        return environment.concat(template.root_render_func(context))  # type: ignore[attr-defined,no-any-return]
+        return environment.concat(template.root_render_func(context))
     except Exception as exc:
         raise _render_error(exc, template, label) from exc
     finally:
