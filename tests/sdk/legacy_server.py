@@ -308,7 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             rendered = state.render(prompt, variables)
-        except TemplateError as exc:
+        except Exception as exc:  # the existing server answers 400 for any render failure
             self._send(400, {"detail": {"error": {"code": "RENDER_ERROR", "message": str(exc)}}})
             return
         meta = prompt.to_json()
