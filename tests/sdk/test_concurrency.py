@@ -1,0 +1,180 @@
+"""Single flight and bounded background work, counted at the server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from promptory import AsyncPromptClient, NotFoundError, PromptClient
+
+from .conftest import API_KEY, GREETING_ID, wait_until
+from .legacy_server import LegacyServer
+
+
+def run_threads(count: int, target) -> list[object]:
+    """Run `target` in `count` threads released together; return their results."""
+    barrier = threading.Barrier(count)
+    results: list[object] = [None] * count
+
+    def worker(index: int) -> None:
+        barrier.wait(timeout=10)
+        try:
+            results[index] = target()
+        except Exception as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    return results
+
+
+def test_32_threads_on_a_cold_key_make_one_request(legacy: LegacyServer) -> None:
+    legacy.delay = 0.2
+    with PromptClient(legacy.url, API_KEY) as client:
+        results = run_threads(32, lambda: client.get_by_name("myorg", "myapp", "greeting"))
+    assert legacy.count() == 1
+    assert all(r is results[0] for r in results)
+
+
+def test_32_threads_on_a_missing_key_share_one_not_found(legacy: LegacyServer) -> None:
+    legacy.delay = 0.2
+    with PromptClient(legacy.url, API_KEY) as client:
+        results = run_threads(32, lambda: client.get("missing"))
+    assert legacy.count() == 1
+    assert all(isinstance(r, NotFoundError) for r in results)
+
+
+def test_200_tasks_on_a_cold_key_make_one_request(legacy: LegacyServer) -> None:
+    legacy.delay = 0.2
+
+    async def main() -> list[object]:
+        async with AsyncPromptClient(legacy.url, API_KEY) as client:
+            return await asyncio.gather(
+                *(client.get_by_name("myorg", "myapp", "greeting") for _ in range(200))
+            )
+
+    results = asyncio.run(main())
+    assert legacy.count() == 1
+    assert all(r is results[0] for r in results)
+
+
+def test_a_stale_key_hit_by_32_threads_makes_one_revalidation(legacy: LegacyServer) -> None:
+    with PromptClient(legacy.url, API_KEY, cache_ttl=0.05) as client:
+        client.get(GREETING_ID)
+        wait_until(lambda: client.cache_stats()["stale_entries"] == 1, what="staleness")
+        legacy.delay = 0.3  # the revalidation stays in flight while every thread hits
+        started = time.monotonic()
+        run_threads(32, lambda: client.get(GREETING_ID))
+        assert time.monotonic() - started < 0.3  # nobody waited for the revalidation
+        wait_until(lambda: client.cache_stats()["in_flight"] == 0, what="the revalidation")
+        assert legacy.count() == 2
+        assert client.cache_stats()["revalidations"] == 1
+
+
+def test_stale_hits_on_many_keys_do_not_grow_the_thread_count(legacy: LegacyServer) -> None:
+    from .legacy_server import LegacyPrompt
+
+    ids = [legacy.add(LegacyPrompt(name=f"p{i}", body=f"body {i}")).id for i in range(40)]
+    with PromptClient(legacy.url, API_KEY, cache_ttl=0.05, background_workers=2) as client:
+        for prompt_id in ids:
+            client.get(prompt_id)
+        wait_until(lambda: client.cache_stats()["stale_entries"] == 40, what="staleness")
+        before = threading.active_count()
+        legacy.delay = 0.05
+        for _ in range(5):
+            for prompt_id in ids:
+                client.get(prompt_id)
+        assert threading.active_count() <= before + 2
+        wait_until(lambda: client.cache_stats()["in_flight"] == 0, timeout=20, what="revalidations")
+
+
+def test_async_stale_hits_start_one_revalidation_task_per_key(legacy: LegacyServer) -> None:
+    async def main() -> tuple[int, int]:
+        async with AsyncPromptClient(legacy.url, API_KEY, cache_ttl=0.05) as client:
+            await client.get(GREETING_ID)
+            await asyncio.sleep(0.1)
+            legacy.delay = 0.2
+            tasks_before = len(asyncio.all_tasks())
+            await asyncio.gather(*(client.get(GREETING_ID) for _ in range(200)))
+            grown = len(asyncio.all_tasks()) - tasks_before
+            for _ in range(100):
+                if not client.cache_stats()["in_flight"]:
+                    break
+                await asyncio.sleep(0.05)
+            return grown, client.cache_stats()["revalidations"]
+
+    grown, revalidations = asyncio.run(main())
+    assert grown <= 1
+    assert revalidations == 1
+    assert legacy.count() == 2
+
+
+def test_cancelling_an_async_get_leaves_no_task_behind(legacy: LegacyServer) -> None:
+    legacy.delay = 1.0
+
+    async def main() -> int:
+        async with AsyncPromptClient(legacy.url, API_KEY) as client:
+            baseline = len(asyncio.all_tasks())
+            caller = asyncio.ensure_future(client.get(GREETING_ID))
+            await asyncio.sleep(0.1)
+            caller.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            await asyncio.sleep(0.05)
+            return len(asyncio.all_tasks()) - baseline
+
+    assert asyncio.run(main()) == 0
+
+
+def test_one_cancelled_caller_does_not_cancel_the_others(legacy: LegacyServer) -> None:
+    legacy.delay = 0.3
+
+    async def main() -> object:
+        async with AsyncPromptClient(legacy.url, API_KEY) as client:
+            first = asyncio.ensure_future(client.get(GREETING_ID))
+            second = asyncio.ensure_future(client.get(GREETING_ID))
+            await asyncio.sleep(0.05)
+            first.cancel()
+            return await second
+
+    assert getattr(asyncio.run(main()), "id", None) == GREETING_ID
+    assert legacy.count() == 1
+
+
+def test_closing_the_sync_client_leaves_no_thread_behind(legacy: LegacyServer) -> None:
+    before = {t.ident for t in threading.enumerate()}
+    client = PromptClient(legacy.url, API_KEY, cache_ttl=0.05)
+    client.get(GREETING_ID)
+    wait_until(lambda: client.cache_stats()["stale_entries"] == 1, what="staleness")
+    legacy.delay = 0.3
+    client.get(GREETING_ID)  # starts a background revalidation
+    client.close()
+    leftover = [
+        t for t in threading.enumerate() if t.ident not in before and t.name.startswith("promptory")
+    ]
+    assert leftover == []
+    assert client.cache_stats()["in_flight"] == 0
+
+
+def test_closing_the_async_client_cancels_its_revalidations(legacy: LegacyServer) -> None:
+    async def main() -> int:
+        client = AsyncPromptClient(legacy.url, API_KEY, cache_ttl=0.05)
+        await client.get(GREETING_ID)
+        await asyncio.sleep(0.1)
+        legacy.delay = 2.0
+        baseline = len(asyncio.all_tasks())
+        await client.get(GREETING_ID)  # starts a background revalidation
+        assert len(asyncio.all_tasks()) == baseline + 1
+        await client.aclose()
+        return len(asyncio.all_tasks()) - baseline
+
+    started = time.monotonic()
+    assert asyncio.run(main()) == 0
+    assert time.monotonic() - started < 1.5
