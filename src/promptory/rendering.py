@@ -469,9 +469,10 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
 # --- compiled bodies -------------------------------------------------------------------------
 
 
-class _IncludeGuard(NodeTransformer):
+class _DropGuardedUses(NodeTransformer):
     """For the strict-variable analysis: drop the uses of a name that are safe without it
-    (`x is defined`, `x is undefined`, `x | default(...)`), so what is left is required."""
+    (`x is defined`, `x is undefined`, `x | default(...)`, and anything inside
+    `{% if x is defined %}`), so the names left are the ones a render needs."""
 
     def visit_Test(self, node: nodes.Test) -> nodes.Node:
         if node.name in ("defined", "undefined") and isinstance(node.node, nodes.Name):
@@ -481,6 +482,20 @@ class _IncludeGuard(NodeTransformer):
     def visit_Filter(self, node: nodes.Filter) -> nodes.Node:
         if node.name in ("default", "d") and isinstance(node.node, (nodes.Name, nodes.Getattr)):
             node.node = nodes.Const(None)
+        return self.generic_visit(node)
+
+    def visit_If(self, node: nodes.If) -> nodes.Node:
+        test = node.test
+        if (
+            isinstance(test, nodes.Test)
+            and test.name == "defined"
+            and isinstance(test.node, nodes.Name)
+        ):
+            guarded = test.node.name
+            for child in node.body:
+                for name in child.find_all(nodes.Name):
+                    if name.name == guarded and name.ctx == "load":
+                        name.name = "__promptory_guarded__"
         return self.generic_visit(node)
 
 
@@ -536,8 +551,8 @@ def _analyse(body: str) -> TemplateInfo:
     tree = _PLAIN_ENV.parse(body)
     variables = meta.find_undeclared_variables(tree)
     references = tuple(meta.find_referenced_templates(tree))
-    relaxed = _IncludeGuard().visit(_PLAIN_ENV.parse(body))
-    required = meta.find_undeclared_variables(relaxed)
+    relaxed = _DropGuardedUses().visit(_PLAIN_ENV.parse(body))
+    required = meta.find_undeclared_variables(relaxed) - {"__promptory_guarded__"}
     return TemplateInfo(
         variables=tuple(sorted(variables)),
         required=tuple(sorted(required)),
