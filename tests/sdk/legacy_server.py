@@ -101,6 +101,7 @@ class LegacyServer:
         self.prompts: dict[str, LegacyPrompt] = {}
         self.forbidden_apps: set[str] = set()
         self.rate_limited_retry_after: str | None = None
+        self.fail_status: int | None = None
         self.delay = 0.0
         self.requests: list[SeenRequest] = []
         self.lock = threading.Lock()
@@ -205,6 +206,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(
                 401, {"error": {"code": "UNAUTHORIZED", "message": "Invalid or missing API key"}}
             )
+            return False
+        if state.fail_status is not None:
+            self._send(state.fail_status, b"Service Unavailable", content_type="text/plain")
             return False
         if state.rate_limited_retry_after is not None:
             self._send(
