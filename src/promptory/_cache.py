@@ -20,7 +20,6 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
-from contextlib import suppress
 from typing import Any
 
 from .prompt import Prompt
@@ -73,6 +72,9 @@ class PromptCache:
         self._data: OrderedDict[Hashable, CacheEntry] = OrderedDict()
         self._lock = threading.Lock()
         self.evictions = 0
+        # The entry last marked most recently used: a hit on it needs no reordering. Only a
+        # hint: a stale value costs one unneeded `move_to_end`, never a wrong answer.
+        self.last: CacheEntry | None = None
 
     def reset_lock(self) -> None:
         """Replace the write lock (after `fork()`, a lock held by a vanished thread would
@@ -83,12 +85,22 @@ class PromptCache:
         return len(self._data)
 
     def get(self, key: Hashable) -> CacheEntry | None:
-        """The entry for `key`, marked most recently used; None on a miss."""
+        """The entry for `key`, marked most recently used; None on a miss.
+
+        The hot path (`ClientCore.lookup_*`) does the same with the bound methods of
+        `hot_path()`, saving a Python call per hit."""
         entry = self._data.get(key)
-        if entry is not None:
-            with suppress(KeyError):  # evicted by another thread between the two calls
+        if entry is not None and entry is not self.last:
+            try:
                 self._data.move_to_end(key)
+            except KeyError:  # evicted by another thread between the two calls
+                pass
+            self.last = entry
         return entry
+
+    def hot_path(self) -> tuple[Any, Any]:
+        """`(get, move_to_end)` of the underlying dict, for the lock-free hit path."""
+        return self._data.get, self._data.move_to_end
 
     def peek(self, key: Hashable) -> CacheEntry | None:
         """The entry for `key`, without touching its recency."""
@@ -107,6 +119,7 @@ class PromptCache:
         with self._lock:
             self._data[key] = entry
             self._data.move_to_end(key)
+            self.last = entry
             while len(self._data) > self.max_size:
                 self._data.popitem(last=False)
                 self.evictions += 1
@@ -129,6 +142,7 @@ class PromptCache:
             entry = CacheEntry(seen.prompt, etag or seen.etag, now, fresh_until)
             self._data[key] = entry
             self._data.move_to_end(key)
+            self.last = entry
         return entry
 
     def evict(self, key: Hashable) -> bool:

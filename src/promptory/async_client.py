@@ -118,9 +118,9 @@ class AsyncPromptClient(ClientBase):
     ) -> Prompt:
         """Fetch a prompt by id (UUID), from the cache when it can. See `PromptClient.get`."""
         state = self._core.lookup_id(prompt_id, ref)
-        if isinstance(state, Prompt):
-            return state
-        return await self._resolve(state, fallback)
+        if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
+            return state  # type: ignore[return-value]
+        return await self._resolve(state, fallback)  # type: ignore[arg-type]
 
     async def get_by_name(
         self,
@@ -135,9 +135,9 @@ class AsyncPromptClient(ClientBase):
         """Fetch a prompt by qualified name, from the cache when it can.
         See `PromptClient.get_by_name`."""
         state = self._core.lookup_name(org, app, name, environment, ref)
-        if isinstance(state, Prompt):
-            return state
-        return await self._resolve(state, fallback)
+        if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
+            return state  # type: ignore[return-value]
+        return await self._resolve(state, fallback)  # type: ignore[arg-type]
 
     async def render(
         self,

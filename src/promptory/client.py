@@ -147,9 +147,9 @@ class PromptClient(ClientBase):
             NotFoundError: no such prompt. See `promptory.exceptions` for the others.
         """
         state = self._core.lookup_id(prompt_id, ref)
-        if isinstance(state, Prompt):
-            return state
-        return self._resolve(state, fallback)
+        if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
+            return state  # type: ignore[return-value]
+        return self._resolve(state, fallback)  # type: ignore[arg-type]
 
     def get_by_name(
         self,
@@ -173,9 +173,9 @@ class PromptClient(ClientBase):
             fallback: as for `get`.
         """
         state = self._core.lookup_name(org, app, name, environment, ref)
-        if isinstance(state, Prompt):
-            return state
-        return self._resolve(state, fallback)
+        if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
+            return state  # type: ignore[return-value]
+        return self._resolve(state, fallback)  # type: ignore[arg-type]
 
     def render(
         self,
