@@ -219,9 +219,16 @@ def _guard_weigh(value: Any) -> Any:
 def _wrap_filter(
     original: Callable[..., Any], check: Callable[[_Budget, tuple[Any, ...], dict[str, Any]], None]
 ) -> Callable[..., Any]:
+    """`original` with `check` run on its arguments first and its result sized after.
+
+    Filters marked `pass_context`, `pass_eval_context` or `pass_environment` get that object
+    first: the wrapper keeps the mark and shows `check` only the filter's own arguments."""
+    pass_arg = getattr(original, "jinja_pass_arg", None)
+    offset = 0 if pass_arg is None else 1
+
     def guarded(*args: Any, **kwargs: Any) -> Any:
         budget = _budget()
-        check(budget, args, kwargs)
+        check(budget, args[offset:], kwargs)
         result = original(*args, **kwargs)
         if isinstance(result, (str, list)):
             budget.charge(_weight(result, budget.limits.max_output))
@@ -229,6 +236,8 @@ def _wrap_filter(
 
     guarded.__name__ = getattr(original, "__name__", "filter")
     guarded.__doc__ = original.__doc__
+    if pass_arg is not None:
+        guarded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
     return guarded
 
 
@@ -407,6 +416,16 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
         result = _Guard().visit(tree)
         assert isinstance(result, nodes.Template)
         return result
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """Attribute access from a template. Names starting with an underscore are refused
+        outright, whether or not the object has them, so probing Python internals always
+        fails loudly."""
+        if attribute.startswith("_"):
+            raise SecurityError(
+                f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
+            )
+        return super().getattr(obj, attribute)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         """Refuse access to an unsafe attribute at once, rather than rendering it as nothing:
