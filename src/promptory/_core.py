@@ -424,11 +424,7 @@ class ClientCore:
         if max_stale is not None and now - entry.fresh_until > max_stale:
             return None
         if background:
-            self.revalidation_failures += 1
-            entry.failures += 1
-            retry_after = error.retry_after if isinstance(error, RateLimitError) else None
-            wait = self.cooldown(entry.failures, retry_after)
-            entry.retry_at = now + wait
+            wait = self.note_revalidation_failure(key, error)
             logger.warning(
                 "could not revalidate %s: %s; serving the cached copy (age %.0f s), "
                 "next attempt in %.1f s",
@@ -446,6 +442,19 @@ class ClientCore:
                 now - entry.stored_at,
             )
         return entry.prompt
+
+    def note_revalidation_failure(self, key: CacheKey, error: PromptoryError) -> float:
+        """Count a failed background revalidation and start the key's cooldown, so stale hits
+        do not send a new request each while the server keeps failing. Returns the wait."""
+        self.revalidation_failures += 1
+        entry = self.cache.peek(key)
+        if entry is None:
+            return 0.0
+        entry.failures += 1
+        retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+        wait = self.cooldown(entry.failures, retry_after)
+        entry.retry_at = self.clock() + wait
+        return wait
 
     def recover(self, error: PromptoryError, key: CacheKey, fallback: Fallback | None) -> Prompt:
         """A caller's last resort after a failed fetch: its own `fallback`, else the snapshot
@@ -638,7 +647,7 @@ class PromptFetch(_Attempts):
             try:
                 prompt = _parse_prompt(content, self.key, self.label)
             except MalformedResponseError as malformed:
-                return Fail(malformed)  # never cached, never retried: the server said this
+                return self._fail(malformed)  # never cached, never retried: the server said this
             core.cache.put(
                 self.key, prompt, headers.get("etag"), core.clock(), pinned=self.key[-1] is not None
             )
@@ -674,15 +683,18 @@ class PromptFetch(_Attempts):
             # A deleted prompt or a revoked key must not keep reading through the cache.
             if core.cache.evict(self.key):
                 cache_logger.debug("%s: evicted (%d)", key_text(self.key), status)
-            return Fail(error)
+            return self._fail(error)
         return self._failure(error, retryable=status in RETRY_STATUSES)
 
     def _give_up(self, error: PromptoryError) -> Step:
         prompt = self.core.serve_stale(self.key, error, background=self.background)
         if prompt is not None:
             return Done(prompt)
+        return self._fail(error)
+
+    def _fail(self, error: PromptoryError) -> Step:
         if self.background:
-            self.core.revalidation_failures += 1
+            self.core.note_revalidation_failure(self.key, error)
         return Fail(error)
 
 

@@ -319,7 +319,8 @@ class PromptClient(ClientBase):
             flight.result = result
         except PromptoryError as error:
             flight.error = error
-            logger.warning("background revalidation of %s failed: %s", key_text(key), error)
+            if not self._closed:  # a revalidation cut short by close() is no news
+                logger.warning("background revalidation of %s failed: %s", key_text(key), error)
         except BaseException as exc:  # pragma: no cover - a bug, but never kill the worker
             flight.error = exc
             logger.exception("background revalidation of %s crashed", key_text(key))

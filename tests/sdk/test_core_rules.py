@@ -541,3 +541,19 @@ def test_rate_limit_error_carries_retry_after_in_seconds(clock: FakeClock) -> No
     assert isinstance(step, Fail)
     assert isinstance(step.error, RateLimitError)
     assert step.error.retry_after == 12.0
+
+
+def test_malformed_background_answer_starts_the_cooldown_too(clock: FakeClock) -> None:
+    core = make_core(clock)
+    fetch_by_id(core)
+    clock.advance(400)
+    state = core.lookup_id("p-1")
+    assert isinstance(state, Stale)
+    step = core.prompt_fetch(state.key, state.entry, background=True).answered(
+        200, httpx.Headers(), b"<html>proxy error page</html>"
+    )
+    assert isinstance(step, Fail)
+    again = core.lookup_id("p-1")
+    assert isinstance(again, Stale)
+    assert again.revalidate is False
+    assert core.stats()["revalidation_failures"] == 1

@@ -1,0 +1,1 @@
+"""Fault injection: the SDK against a server that stalls, resets, drips or garbles."""
