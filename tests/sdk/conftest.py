@@ -139,7 +139,9 @@ def legacy() -> Iterator[LegacyServer]:
             )
         )
         server.add(
-            LegacyPrompt(name="greeting", body="[dev] Hi {{ user_name }}", environment="development")
+            LegacyPrompt(
+                name="greeting", body="[dev] Hi {{ user_name }}", environment="development"
+            )
         )
         server.add(
             LegacyPrompt(
@@ -162,7 +164,9 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition"
+) -> None:
     """Poll `condition` (bounded in time) until it holds."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from jinja2 import DictLoader, TemplateError
+from jinja2 import DictLoader
 from jinja2.sandbox import SandboxedEnvironment
 
 PROMOTION = ("production", "staging", "development")

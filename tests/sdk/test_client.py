@@ -163,7 +163,9 @@ def test_render_of_a_prompt_with_includes_goes_to_the_server(
 ) -> None:
     legacy.add(LegacyPrompt(name="preamble", body="Be kind."))
     composed = legacy.add(
-        LegacyPrompt(name="composed", body='{% include "preamble" %} Hi {{ n }}', includes=["preamble"])
+        LegacyPrompt(
+            name="composed", body='{% include "preamble" %} Hi {{ n }}', includes=["preamble"]
+        )
     )
     client = sdk(legacy.url)
     assert client.render(composed.id, {"n": "Al"}) == "Be kind. Hi Al"
@@ -285,7 +287,7 @@ def test_server_down_serves_the_cached_copy_with_one_warning(
 
 def test_malformed_answer_is_not_cached(sdk: SdkFactory, legacy: LegacyServer) -> None:
     legacy.add(LegacyPrompt(name="bad", body="x", version="1.0.0"))
-    bad = [p for p in legacy.prompts.values() if p.name == "bad"][0]
+    bad = next(p for p in legacy.prompts.values() if p.name == "bad")
     bad.model = "not-a-dict"  # type: ignore[assignment]
     client = sdk(legacy.url)
     with pytest.raises(MalformedResponseError, match="model"):
@@ -297,8 +299,14 @@ def test_cache_stats_has_the_spec_keys(sdk: SdkFactory, backend) -> None:
     client = sdk(backend.url)
     client.get(backend.greeting_id)
     stats = client.cache_stats()
-    for key in ("total_entries", "fresh_entries", "stale_entries", "max_size", "ttl",
-                "oldest_age_seconds"):
+    for key in (
+        "total_entries",
+        "fresh_entries",
+        "stale_entries",
+        "max_size",
+        "ttl",
+        "oldest_age_seconds",
+    ):
         assert key in stats
     assert stats["total_entries"] == 1
     assert stats["max_size"] == 1000

@@ -39,9 +39,12 @@ def test_key_never_appears_in_the_repr(cls) -> None:
 
 
 def test_key_never_appears_in_errors_or_logs(caplog: pytest.LogCaptureFixture, refused_url) -> None:
-    with caplog.at_level(logging.DEBUG), PromptClient(refused_url, SECRET, retry_count=1) as client:
-        with pytest.raises(PromptoryError) as caught:
-            client.get("x")
+    with (
+        caplog.at_level(logging.DEBUG),
+        PromptClient(refused_url, SECRET, retry_count=1) as client,
+        pytest.raises(PromptoryError) as caught,
+    ):
+        client.get("x")
     assert "SeCrEt" not in str(caught.value)
     assert "SeCrEt" not in repr(caught.value.__cause__)
     assert all("SeCrEt" not in record.getMessage() for record in caplog.records)
@@ -133,7 +136,12 @@ def test_exceptions_pickle_with_their_attributes() -> None:
 
     error = RateLimitError("slow down", code="RATE_LIMITED", prompt="a/b/c", retry_after=3.0)
     copy = pickle.loads(pickle.dumps(error))
-    assert (copy.status_code, copy.code, copy.prompt, copy.retry_after) == (429, "RATE_LIMITED", "a/b/c", 3.0)
+    assert (copy.status_code, copy.code, copy.prompt, copy.retry_after) == (
+        429,
+        "RATE_LIMITED",
+        "a/b/c",
+        3.0,
+    )
     assert str(copy) == "slow down"
 
 

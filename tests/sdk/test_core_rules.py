@@ -79,13 +79,16 @@ def prompt_json(**fields: object) -> bytes:
     return json.dumps(data).encode()
 
 
-def fetch_by_id(core: ClientCore, status: int = 200, content: bytes | None = None,
-                etag: str | None = '"1.0.0-aaaa"') -> Prompt:
+def fetch_by_id(
+    core: ClientCore,
+    status: int = 200,
+    content: bytes | None = None,
+    etag: str | None = '"1.0.0-aaaa"',
+) -> Prompt:
     """Run a miss for id p-1 through the core to a 200 (or what is given)."""
     state = core.lookup_id("p-1")
     assert not isinstance(state, Prompt)
-    seen = state.entry if isinstance(state, Miss) else state.entry
-    fetch = core.prompt_fetch(state.key, seen)
+    fetch = core.prompt_fetch(state.key, state.entry)
     headers = httpx.Headers({"ETag": etag} if etag else {})
     step = fetch.answered(status, headers, content if content is not None else prompt_json())
     assert isinstance(step, Done), step
@@ -416,9 +419,7 @@ def test_rule11_lru_evicts_the_least_recently_used_entry(clock: FakeClock) -> No
     for prompt_id in ("a", "b"):
         state = core.lookup_id(prompt_id)
         assert isinstance(state, Miss)
-        core.prompt_fetch(state.key, None).answered(
-            200, httpx.Headers(), prompt_json(id=prompt_id)
-        )
+        core.prompt_fetch(state.key, None).answered(200, httpx.Headers(), prompt_json(id=prompt_id))
     assert isinstance(core.lookup_id("a"), Prompt)  # "a" is now the most recently used
     state = core.lookup_id("c")
     assert isinstance(state, Miss)

@@ -36,7 +36,9 @@ def test_prefetch_fetches_every_prompt_once_and_concurrently(
     assert legacy.count() == 0
 
 
-def test_prefetch_takes_ids_qualified_names_and_tuples(sdk: SdkFactory, legacy: LegacyServer) -> None:
+def test_prefetch_takes_ids_qualified_names_and_tuples(
+    sdk: SdkFactory, legacy: LegacyServer
+) -> None:
     client = sdk(legacy.url)
     results = client.prefetch(
         [
@@ -62,7 +64,9 @@ def test_prefetch_reports_failures_per_prompt_without_raising(
 
 
 @pytest.mark.parametrize("bad", ["a/b", "/x/y", ("a", "b"), 42])
-def test_prefetch_refuses_entries_it_cannot_read(sdk: SdkFactory, legacy: LegacyServer, bad) -> None:
+def test_prefetch_refuses_entries_it_cannot_read(
+    sdk: SdkFactory, legacy: LegacyServer, bad
+) -> None:
     with pytest.raises(InvalidArgumentError, match="prefetch"):
         sdk(legacy.url).prefetch([bad])
 
@@ -79,7 +83,9 @@ def test_prefetch_shares_its_request_with_a_concurrent_get(legacy: LegacyServer)
 
 
 def test_sync_constructor_option_prefetches_before_returning(legacy: LegacyServer) -> None:
-    with PromptClient(legacy.url, API_KEY, prefetch=[GREETING_ID, "myorg/myapp/greeting"]) as client:
+    with PromptClient(
+        legacy.url, API_KEY, prefetch=[GREETING_ID, "myorg/myapp/greeting"]
+    ) as client:
         assert legacy.count() == 2
         client.get(GREETING_ID)
         client.get_by_name("myorg", "myapp", "greeting")
