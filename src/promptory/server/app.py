@@ -1,0 +1,546 @@
+"""The HTTP app: `create_app(settings)` gives a Starlette app serving prompts from git.
+
+Rules of this module:
+
+* No middleware. Authentication, rate limiting and lookup happen inside each endpoint, and
+  the prompt endpoints are plain ASGI callables that read the raw headers and query string:
+  a cached prompt is answered from bytes made once per record (JSON, ETag, headers), with no
+  JSON encoding, no `Request` object and no thread hop.
+* Anything that may parse files, build a snapshot or render runs in the thread pool, so a
+  slow template or a large re-index never stalls other requests.
+* Every error has one envelope, ``{"error": {"code": "...", "message": "..."}}``, including
+  Starlette's own 404, 405 and 500 (exception handlers). `openapi.ERROR_CODES` lists the
+  codes.
+* Order of checks: authentication (401), rate limit (429), request shape (400, 413), ref
+  (404), scope (403), lookup (404).
+* ``If-None-Match`` follows RFC 9110: weak comparison, lists, ``*``. A 304 carries the ETag
+  and Cache-Control of the 200 it stands for.
+* An empty query value counts as not given (``?org=&app=`` lists everything).
+* The rate limit is per API key. Keys are never logged; a key is named by its id (the
+  first 12 hex digits of its digest).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from ..exceptions import RenderError
+from ..prompt import ENVIRONMENTS
+from .keys import KeyRecord, KeyRing
+from .openapi import openapi_document
+from .ratelimit import RateLimiter
+from .records import PromptRecord, dump_json
+from .render import IncludeError, Renderer
+from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
+
+__all__ = ["CACHE_CONTROL_LIVE", "CACHE_CONTROL_PINNED", "ServerSettings", "create_app"]
+
+logger = logging.getLogger("promptory.server")
+
+#: Cache-Control of prompts served from the followed ref.
+CACHE_CONTROL_LIVE = "private, max-age=60, stale-while-revalidate=300"
+#: Cache-Control of prompts served for a commit id or tag given as ``?ref=``.
+CACHE_CONTROL_PINNED = "private, max-age=31536000, immutable"
+
+_LIVE = CACHE_CONTROL_LIVE.encode("ascii")
+_PINNED = CACHE_CONTROL_PINNED.encode("ascii")
+_JSON = b"application/json"
+_MAX_ECHO = 200  # characters of a client's input repeated in an error message
+
+
+@dataclass
+class ServerSettings:
+    """How to run the server.
+
+    Attributes:
+        repo: the git repository to serve.
+        keyring: the API keys accepted.
+        ref: the branch, tag, commit or ``HEAD`` to serve and follow.
+        org, app: serve a single-app repository as this org and app (both or neither).
+        rate_limit: requests per minute per API key; 0 turns limiting off.
+        poll_interval: seconds between checks of the ref for new commits.
+        max_body: largest render request body, in bytes.
+        prepare_in_background: parse not-yet-requested prompts between polls.
+    """
+
+    repo: str | os.PathLike[str]
+    keyring: KeyRing
+    ref: str = "HEAD"
+    org: str | None = None
+    app: str | None = None
+    rate_limit: int = 6000
+    poll_interval: float = 0.5
+    max_body: int = 1024 * 1024
+    prepare_in_background: bool = True
+
+
+class _Prebuilt(Response):
+    """A response from ready-made bytes and raw headers (no encoding, no header parsing)."""
+
+    def __init__(self, status_code: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.raw_headers = headers
+        self.background = None
+
+
+def _error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    body = dump_json({"error": {"code": code, "message": message}})
+    raw = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode("ascii"))]
+    if headers:
+        raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+    return _Prebuilt(status, body, raw)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    body = dump_json(data)
+    return _Prebuilt(
+        status,
+        body,
+        [(b"content-type", _JSON), (b"content-length", str(len(body)).encode("ascii"))],
+    )
+
+
+def _echo(value: str) -> str:
+    """A client's input, shortened, for an error message."""
+    return value if len(value) <= _MAX_ECHO else value[:_MAX_ECHO] + "..."
+
+
+# An entity tag in an If-None-Match list: optional W/, then a quoted opaque tag.
+_ENTITY_TAG = re.compile(rb'(?:W/)?("[^"]*")')
+
+
+def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
+    """RFC 9110 section 13.1.2: does `If-None-Match` match our (strong) `etag`?
+
+    Weak comparison: ``W/"x"`` matches ``"x"``. ``*`` matches any current representation.
+    """
+    if if_none_match == etag:
+        return True
+    if if_none_match.strip() == b"*":
+        return True
+    return any(tag == etag for tag in _ENTITY_TAG.findall(if_none_match))
+
+
+class _Endpoint:
+    """A route endpoint that is a plain ASGI app: Starlette passes scope, receive, send
+    straight through, without building a `Request` or a handler wrapper."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Callable[[Scope, Receive], Awaitable[Response]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handler(scope, receive)
+        await response(scope, receive, send)
+
+
+class _Server:
+    """The endpoints, over one store, keyring, limiter and renderer."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.store = PromptStore(
+            os.fspath(settings.repo),
+            ref=settings.ref,
+            org=settings.org,
+            app=settings.app,
+            poll_interval=settings.poll_interval,
+            prepare_in_background=settings.prepare_in_background,
+        )
+        self.keyring = settings.keyring
+        self.limiter = RateLimiter(settings.rate_limit)
+        self.renderer = Renderer()
+        self.openapi = dump_json(openapi_document())
+
+    # --- shared steps ------------------------------------------------------------------------
+
+    def _admit(self, scope: Scope) -> tuple[KeyRecord | Response, bytes | None]:
+        """The caller's key (or the 401/429 to send) and its If-None-Match header."""
+        authorization = if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"if-none-match":
+                if_none_match = value
+        if authorization is None:
+            return self._unauthorized("missing Authorization header (Bearer API key)"), None
+        scheme, _, presented = authorization.partition(b" ")
+        if scheme.lower() != b"bearer":
+            return self._unauthorized("Authorization must be 'Bearer <API key>'"), None
+        key = self.keyring.verify(presented.strip().decode("latin-1"))
+        if key is None:
+            return self._unauthorized("unknown or revoked API key"), None
+        wait = self.limiter.check(key.id)
+        if wait:
+            return (
+                _error(
+                    429,
+                    "RATE_LIMITED",
+                    f"rate limit of {self.limiter.per_minute} requests a minute per API key "
+                    f"reached; retry in {wait} s",
+                    {"Retry-After": str(wait)},
+                ),
+                None,
+            )
+        return key, if_none_match
+
+    @staticmethod
+    def _unauthorized(message: str) -> Response:
+        return _error(401, "UNAUTHORIZED", message, {"WWW-Authenticate": "Bearer"})
+
+    @staticmethod
+    def _query(scope: Scope) -> dict[str, str]:
+        raw = scope["query_string"]
+        if not raw:
+            return {}
+        query: dict[str, str] = {}
+        for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+            if value and name not in query:
+                query[name] = value
+        return query
+
+    @staticmethod
+    def _environment(query: dict[str, str]) -> str | Response | None:
+        environment = query.get("environment")
+        if environment is None or environment in ENVIRONMENTS:
+            return environment
+        return _error(
+            400,
+            "INVALID_ENVIRONMENT",
+            f"environment {_echo(environment)!r} is not one of {', '.join(ENVIRONMENTS)}",
+        )
+
+    async def _snapshot(self, query: dict[str, str]) -> tuple[Snapshot, bool] | Response:
+        """The snapshot to answer from and whether it is pinned (an immutable ref)."""
+        ref = query.get("ref")
+        if ref is None:
+            return self.store.snapshot, False
+        try:
+            resolved = await run_in_threadpool(self.store.snapshot_at, ref)
+        except RefNotFoundError as exc:
+            return _error(404, "REF_NOT_FOUND", f"ref {_echo(ref)!r}: {exc.reason}")
+        return resolved.snapshot, resolved.pinned
+
+    @staticmethod
+    def _forbidden(key: KeyRecord, org: str, app: str) -> Response:
+        return _error(
+            403,
+            "FORBIDDEN",
+            f"this API key is scoped to {key.scope}; it cannot read {_echo(org)}/{_echo(app)}",
+        )
+
+    @staticmethod
+    def _prompt(record: PromptRecord, if_none_match: bytes | None, pinned: bool) -> Response:
+        served = record.ready
+        assert served is not None  # lookups only return prepared, valid records
+        policy = _PINNED if pinned else _LIVE
+        headers = record.headers.get(policy)
+        if headers is None:
+            headers = record.headers[policy] = [
+                (b"content-type", _JSON),
+                (b"content-length", str(len(served.json)).encode("ascii")),
+                (b"etag", served.etag.encode("ascii")),
+                (b"cache-control", policy),
+            ]
+        if if_none_match is not None and etag_matches(if_none_match, headers[2][1]):
+            return _Prebuilt(304, b"", headers[2:])
+        # A copy: a response's headers may be changed on the way out; the cache's must not.
+        return _Prebuilt(200, served.json, list(headers))
+
+    # --- endpoints ---------------------------------------------------------------------------
+
+    async def get_by_id(self, scope: Scope, receive: Receive) -> Response:
+        key, if_none_match = self._admit(scope)
+        if isinstance(key, Response):
+            return key
+        query = self._query(scope)
+        found = await self._snapshot(query) if "ref" in query else (self.store.snapshot, False)
+        if isinstance(found, Response):
+            return found
+        snapshot, pinned = found
+        prompt_id: str = scope["path_params"]["id"]
+        record = snapshot.peek_by_id(prompt_id)
+        if record is PENDING:
+            record = await run_in_threadpool(snapshot.find_by_id, prompt_id)
+        if record is None:
+            return _error(404, "PROMPT_NOT_FOUND", f"no prompt with id {_echo(prompt_id)!r}")
+        assert isinstance(record, PromptRecord)
+        if not key.allows(record.org, record.app):
+            return self._forbidden(key, record.org, record.app)
+        return self._prompt(record, if_none_match, pinned)
+
+    async def get_by_name(self, scope: Scope, receive: Receive) -> Response:
+        key, if_none_match = self._admit(scope)
+        if isinstance(key, Response):
+            return key
+        query = self._query(scope)
+        environment = self._environment(query)
+        if isinstance(environment, Response):
+            return environment
+        params = scope["path_params"]
+        org: str = params["org"]
+        app: str = params["app"]
+        name: str = params["name"]
+        if not key.allows(org, app):
+            return self._forbidden(key, org, app)
+        found = await self._snapshot(query) if "ref" in query else (self.store.snapshot, False)
+        if isinstance(found, Response):
+            return found
+        snapshot, pinned = found
+        record = snapshot.peek_by_name(org, app, name, environment)
+        if record is PENDING:
+            record = await run_in_threadpool(snapshot.find_by_name, org, app, name, environment)
+        if record is None:
+            if not snapshot.has_app(org, app):
+                return _error(404, "APP_NOT_FOUND", f"no app {_echo(org)}/{_echo(app)}")
+            where = f" in {environment}" if environment else ""
+            return _error(
+                404,
+                "PROMPT_NOT_FOUND",
+                f"no active prompt {_echo(org)}/{_echo(app)}/{_echo(name)}{where}",
+            )
+        assert isinstance(record, PromptRecord)
+        return self._prompt(record, if_none_match, pinned)
+
+    async def render(self, scope: Scope, receive: Receive) -> Response:
+        key, _ = self._admit(scope)
+        if isinstance(key, Response):
+            return key
+        body = await self._read_body(scope, receive)
+        if isinstance(body, Response):
+            return body
+        variables = self._variables(body)
+        if isinstance(variables, Response):
+            return variables
+        found = await self._snapshot(self._query(scope))
+        if isinstance(found, Response):
+            return found
+        snapshot, _ = found
+        prompt_id: str = scope["path_params"]["id"]
+        record = await run_in_threadpool(snapshot.find_by_id, prompt_id)
+        if record is None:
+            return _error(404, "PROMPT_NOT_FOUND", f"no prompt with id {_echo(prompt_id)!r}")
+        if not key.allows(record.org, record.app):
+            return self._forbidden(key, record.org, record.app)
+        try:
+            text = await run_in_threadpool(self.renderer.render, snapshot, record, variables)
+        except (IncludeError, RenderError) as exc:
+            return _error(400, "RENDER_ERROR", exc.message)
+        served = record.ready
+        assert served is not None
+        return _json(
+            {
+                "id": record.id,
+                "name": record.name,
+                "rendered_body": text,
+                "meta": served.meta,
+                "model": served.data["model"],
+            }
+        )
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Response:
+        limit = self.settings.max_body
+        too_large = _error(
+            413, "PAYLOAD_TOO_LARGE", f"request body is over the limit of {limit:,} bytes"
+        )
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    if int(value) > limit:
+                        return too_large
+                except ValueError:
+                    return _error(400, "INVALID_BODY", "Content-Length is not a number")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away; nothing will be sent
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    @staticmethod
+    def _variables(body: bytes) -> dict[str, Any] | Response | None:
+        if not body.strip():
+            return None
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            detail = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+            return _error(400, "INVALID_BODY", f"request body is not valid JSON: {detail}")
+        if not isinstance(data, dict):
+            return _error(
+                400, "INVALID_BODY", 'request body must be a JSON object: {"variables": {...}}'
+            )
+        variables = data.get("variables")
+        if variables is not None and not isinstance(variables, dict):
+            return _error(400, "INVALID_BODY", "'variables' must be a JSON object")
+        return variables
+
+    async def list_prompts(self, scope: Scope, receive: Receive) -> Response:
+        key, _ = self._admit(scope)
+        if isinstance(key, Response):
+            return key
+        query = self._query(scope)
+        environment = self._environment(query)
+        if isinstance(environment, Response):
+            return environment
+        org, app = query.get("org"), query.get("app")
+        if key.scope_org is not None and (
+            (org is not None and org != key.scope_org)
+            or (app is not None and key.scope_app is not None and app != key.scope_app)
+        ):
+            return self._forbidden(key, org or key.scope_org, app or "*")
+        found = await self._snapshot(query)
+        if isinstance(found, Response):
+            return found
+        snapshot, _ = found
+        records = await run_in_threadpool(
+            snapshot.prompts,
+            org=org,
+            app=app,
+            environment=environment,
+            tag=query.get("tag"),
+            allow=None if key.unscoped else key.allows,
+        )
+        parts = [
+            b'{"prompts":[',
+            b",".join(record.ready.json for record in records if record.ready is not None),
+            b'],"count":',
+            str(len(records)).encode("ascii"),
+            b',"commit":',
+            dump_json(snapshot.commit),
+            b"}",
+        ]
+        body = b"".join(parts)
+        return _Prebuilt(
+            200,
+            body,
+            [(b"content-type", _JSON), (b"content-length", str(len(body)).encode("ascii"))],
+        )
+
+    async def status(self, scope: Scope, receive: Receive) -> Response:
+        key, _ = self._admit(scope)
+        if isinstance(key, Response):
+            return key
+        snapshot = self.store.snapshot
+        allow = None if key.unscoped else key.allows
+
+        def gather() -> dict[str, Any]:
+            problems = snapshot.problems(allow)
+            served = snapshot.prompts(allow=allow)
+            files = sum(1 for r in snapshot.records() if allow is None or allow(r.org, r.app))
+            return {
+                "commit": snapshot.commit,
+                "ref": self.store.ref,
+                "committed_at": snapshot.committed_at,
+                "files": files,
+                "prompts": len(served),
+                "problems": [{"path": p.path, "message": p.message} for p in problems],
+            }
+
+        return _json(await run_in_threadpool(gather))
+
+    async def health(self, scope: Scope, receive: Receive) -> Response:
+        snapshot = self.store.snapshot
+        return _json({"status": "ok", "commit": snapshot.commit, "prompts": snapshot.file_count})
+
+    async def openapi_json(self, scope: Scope, receive: Receive) -> Response:
+        return _Prebuilt(
+            200,
+            self.openapi,
+            [(b"content-type", _JSON), (b"content-length", str(len(self.openapi)).encode())],
+        )
+
+
+# --- errors Starlette raises itself ------------------------------------------------------------
+
+_STATUS_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    if status == 404:
+        message = f"no route {request.method} {_echo(request.url.path)}"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {_echo(request.url.path)}"
+    else:
+        message = exc.detail
+    return _error(status, _STATUS_CODES.get(status, f"HTTP_{status}"), message, exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    logger.error("error answering %s %s", request.method, request.url.path, exc_info=exc)
+    return _error(500, "INTERNAL_ERROR", "internal server error")
+
+
+def create_app(settings: ServerSettings) -> Starlette:
+    """The server's ASGI app, over `settings.repo`.
+
+    The repository is indexed here, so a bad path or ref fails at once; polling for new
+    commits starts and stops with the app's lifespan. The store is ``app.state.store``.
+
+    Raises:
+        promptory.server.store.StoreError: the repository cannot be read.
+        promptory.server.store.RefNotFoundError: the ref names no commit.
+    """
+    server = _Server(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        server.store.start()
+        try:
+            yield
+        finally:
+            server.store.stop()
+
+    routes = [
+        Route("/api/v1/prompts", _Endpoint(server.list_prompts), methods=["GET"]),
+        Route(
+            "/api/v1/prompts/by-name/{org}/{app}/{name}",
+            _Endpoint(server.get_by_name),
+            methods=["GET"],
+        ),
+        Route("/api/v1/prompts/{id}", _Endpoint(server.get_by_id), methods=["GET"]),
+        Route("/api/v1/prompts/{id}/render", _Endpoint(server.render), methods=["POST"]),
+        Route("/api/v1/status", _Endpoint(server.status), methods=["GET"]),
+        Route("/health", _Endpoint(server.health), methods=["GET"]),
+        Route("/openapi.json", _Endpoint(server.openapi_json), methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    # `/api/v1/prompts/` must be a 404, not a redirect the API does not document.
+    app.router.redirect_slashes = False
+    app.state.store = server.store
+    app.state.keyring = server.keyring
+    return app

@@ -1,0 +1,198 @@
+"""Server-side rendering: prompt bodies with their includes resolved from the snapshot.
+
+Rules of this module:
+
+* ``{% include "name" %}`` (and ``import``, ``extends``) name another prompt of the same org
+  and app. It resolves to the variant in the including prompt's environment if there is an
+  active one, else to the most promoted active variant. A name with ``/`` or ``..``, or any
+  name that is not a valid prompt name, is refused: an include never reaches another app.
+* Before anything renders, the whole include graph is resolved (`plan`): a missing prompt, a
+  name computed at render time, a cycle (reported as ``a -> b -> a``) or nesting deeper
+  than `MAX_INCLUDE_DEPTH` is an `IncludeError`, and nothing is rendered.
+* Templates are compiled once and kept by the environment's cache under a name holding the
+  blob id (``org/app/environment/name@blob``): a changed file is a new name, so nothing is
+  ever served from a stale compile. The plan of the render in progress travels in a context
+  variable, which `join_path` and the loader read.
+* Rendering itself is `promptory.rendering.render_template`: the same sandbox, settings and
+  limits as every other render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import BaseLoader, Environment, TemplateNotFound, TemplateSyntaxError
+
+from ..exceptions import RenderError
+from ..rendering import PromptEnvironment, render_template
+from .files import is_valid_name
+from .records import PromptRecord
+from .store import Snapshot
+
+__all__ = ["MAX_INCLUDE_DEPTH", "IncludeError", "IncludePlan", "Renderer", "plan"]
+
+#: How deep includes may nest below the prompt being rendered.
+MAX_INCLUDE_DEPTH = 10
+
+
+class IncludeError(Exception):
+    """An include that cannot be resolved; the message says which and why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def template_name(record: PromptRecord) -> str:
+    """The name a record's body is compiled and cached under."""
+    return f"{record.org}/{record.app}/{record.environment}/{record.name}@{record.blob_id}"
+
+
+@dataclass
+class IncludePlan:
+    """A render's include graph, resolved.
+
+    Attributes:
+        root: the template name of the prompt being rendered.
+        templates: every template the render may load, by template name.
+        links: (including template name, name as written) -> included template name.
+    """
+
+    root: str
+    templates: dict[str, PromptRecord] = field(default_factory=dict)
+    links: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def _resolve(snapshot: Snapshot, parent: PromptRecord, name: str | None) -> PromptRecord:
+    if name is None:
+        raise IncludeError(
+            f"prompt {parent.qualified_name} includes a template whose name is computed at "
+            "render time; only a prompt name written in quotes can be resolved"
+        )
+    if "/" in name or ".." in name or not is_valid_name(name):
+        raise IncludeError(
+            f"prompt {parent.qualified_name} includes {name!r}, which is not a prompt name: "
+            f"an include names a prompt of the same app ({parent.org}/{parent.app}), "
+            "without '/' or '..'"
+        )
+    found = snapshot.find_by_name(parent.org, parent.app, name, parent.environment)
+    if found is None:
+        found = snapshot.find_by_name(parent.org, parent.app, name)
+    if found is None:
+        raise IncludeError(
+            f"prompt {parent.qualified_name} includes {name!r}, which is not an active "
+            f"prompt of {parent.org}/{parent.app}"
+        )
+    return found
+
+
+def plan(snapshot: Snapshot, root: PromptRecord) -> IncludePlan:
+    """Resolve every include reachable from `root`.
+
+    Raises:
+        IncludeError: a missing or refused include, a cycle, or nesting too deep.
+    """
+    result = IncludePlan(template_name(root))
+    heights: dict[str, int] = {}
+
+    def visit(record: PromptRecord, chain: list[PromptRecord]) -> int:
+        """The include height below `record`, which sits at depth ``len(chain) - 1``."""
+        name = template_name(record)
+        result.templates[name] = record
+        height = 0
+        for reference in record.served().file.references:
+            child = _resolve(snapshot, record, reference)
+            if any(child is ancestor for ancestor in chain):
+                start = next(i for i, ancestor in enumerate(chain) if ancestor is child)
+                cycle = " -> ".join(r.name for r in (*chain[start:], child))
+                raise IncludeError(f"include cycle: {cycle}")
+            child_name = template_name(child)
+            assert reference is not None
+            result.links[(name, reference)] = child_name
+            depth = len(chain)  # the child's depth: the root is at 0
+            if depth > MAX_INCLUDE_DEPTH:
+                raise _too_deep([*chain, child])
+            child_height = heights.get(child_name)
+            if child_height is None:
+                child_height = visit(child, [*chain, child])
+            elif depth + child_height > MAX_INCLUDE_DEPTH:
+                # Met before at a shallower depth: its subtree is known, and too deep here.
+                raise _too_deep([*chain, child])
+            height = max(height, child_height + 1)
+        heights[name] = height
+        return height
+
+    visit(root, [root])
+    return result
+
+
+def _too_deep(chain: list[PromptRecord]) -> IncludeError:
+    path = " -> ".join(record.name for record in chain)
+    return IncludeError(f"includes nest deeper than {MAX_INCLUDE_DEPTH} levels: {path} -> ...")
+
+
+_PLAN: ContextVar[IncludePlan | None] = ContextVar("promptory_include_plan", default=None)
+
+
+class _PlanLoader(BaseLoader):
+    """Loads the bodies the current render's plan resolved, and nothing else."""
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Any]:
+        current = _PLAN.get()
+        record = current.templates.get(template) if current is not None else None
+        if record is None:
+            raise TemplateNotFound(template)
+        return record.text.body, template, _always_fresh
+
+
+def _always_fresh() -> bool:
+    return True  # names carry the blob id: a template under a name never changes
+
+
+class _IncludeEnvironment(PromptEnvironment):
+    """The shared sandbox, with includes resolved through the current render's plan."""
+
+    def join_path(self, template: str, parent: str) -> str:
+        current = _PLAN.get()
+        if current is None:
+            return template
+        return current.links.get((parent, template), template)
+
+
+class Renderer:
+    """Renders prompts of a snapshot with their includes (thread-safe; one per server).
+
+    Args:
+        cache_size: how many compiled templates to keep.
+    """
+
+    def __init__(self, cache_size: int = 2000) -> None:
+        self.environment = _IncludeEnvironment(loader=_PlanLoader(), cache_size=cache_size)
+
+    def render(
+        self, snapshot: Snapshot, record: PromptRecord, variables: Mapping[str, Any] | None
+    ) -> str:
+        """Render `record` (a served prompt of `snapshot`) with `variables`.
+
+        Raises:
+            IncludeError: the includes cannot be resolved.
+            RenderError: the template failed (sandbox, limits, runtime error).
+        """
+        include_plan = plan(snapshot, record)
+        label = record.qualified_name
+        token = _PLAN.set(include_plan)
+        try:
+            try:
+                template = self.environment.get_template(include_plan.root)
+            except TemplateSyntaxError as exc:  # checked when indexed; kept for safety
+                raise RenderError(
+                    f"prompt {label}: template syntax error on line {exc.lineno}: {exc.message}",
+                    code="TEMPLATE_SYNTAX_ERROR",
+                    prompt=label,
+                ) from exc
+            return render_template(template, variables, label=label)
+        finally:
+            _PLAN.reset(token)

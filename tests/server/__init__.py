@@ -1,0 +1,1 @@
+"""Tests of the promptory server: files, store, HTTP API, keys, CLI."""

@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: git repositories and running servers."""
