@@ -45,6 +45,11 @@ class ClientBase:
         self._api_key = api_key
         self._closed = False
 
+    @property
+    def base_url(self) -> str:
+        """The server's URL, without a trailing slash."""
+        return self._core.options.base_url
+
     def _headers(self) -> dict[str, str]:
         return {
             "Authorization": f"Bearer {self._api_key}",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from .prompt import Prompt
@@ -98,7 +98,9 @@ class PromptCache:
             self.last = entry
         return entry
 
-    def hot_path(self) -> tuple[Any, Any]:
+    def hot_path(
+        self,
+    ) -> tuple[Callable[[Hashable], CacheEntry | None], Callable[[Hashable], None]]:
         """`(get, move_to_end)` of the underlying dict, for the lock-free hit path."""
         return self._data.get, self._data.move_to_end
 

@@ -65,6 +65,7 @@ __all__ = [
     "Fail",
     "Fallback",
     "HttpRequest",
+    "ListFetch",
     "Miss",
     "PromptFetch",
     "RenderFetch",
@@ -391,6 +392,17 @@ class ClientCore:
     ) -> RenderFetch:
         """Start a server-side render of `prompt` with `variables`."""
         return RenderFetch(self, prompt, variables, ref)
+
+    def list_fetch(
+        self,
+        org: str | None,
+        app: str | None,
+        environment: str | None,
+        tag: str | None,
+        ref: str | None,
+    ) -> ListFetch:
+        """Start listing the prompts the key may read, filtered as given."""
+        return ListFetch(self, org, app, environment, tag, ref)
 
     def backoff(self, attempt: int, slept: float) -> float:
         """The wait before retry number `attempt` (0-based), given `slept` seconds so far:
@@ -747,6 +759,57 @@ class RenderFetch(_Attempts):
             # The render endpoint's 400s are about the template or its variables.
             error = RenderError(error.message, status_code=400, code=error.code, prompt=self.label)
         return self._failure(error, retryable=status in RETRY_STATUSES)
+
+
+class ListFetch(_Attempts):
+    """Listing prompts (`GET /api/v1/prompts`): not cached, retried like any fetch."""
+
+    def __init__(
+        self,
+        core: ClientCore,
+        org: str | None,
+        app: str | None,
+        environment: str | None,
+        tag: str | None,
+        ref: str | None,
+    ) -> None:
+        super().__init__(core)
+        if environment is not None and environment not in _ENVIRONMENT_SET:
+            raise InvalidArgumentError(
+                f"environment must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}",
+                code="INVALID_ENVIRONMENT",
+            )
+        if app is not None and org is None:
+            raise InvalidArgumentError("listing an app needs its org too", code="INVALID_ARGUMENT")
+        filters = {"org": org, "app": app, "environment": environment, "tag": tag}
+        params = {name: value for name, value in filters.items() if value is not None}
+        if ref is not None:
+            params["ref"] = _check_ref(ref)
+        where = "/".join(p for p in (org, app) if p) or "every app"
+        self.label = f"prompts of {where}"
+        self.request = HttpRequest("GET", "/api/v1/prompts", params, {})
+
+    def answered(self, status: int, headers: Mapping[str, str], content: bytes) -> Step:
+        """The server answered `status` with `headers` and `content`."""
+        if status != 200:
+            error = error_from_status(status, headers, content, self.label)
+            return self._failure(error, retryable=status in RETRY_STATUSES)
+        try:
+            data = json.loads(content)
+            items = data["prompts"]
+            if not isinstance(items, list):
+                raise TypeError("'prompts' is not a list")
+            prompts = [Prompt.from_api(item) for item in items]
+        except (ValueError, KeyError, TypeError, MalformedResponseError) as exc:
+            return Fail(
+                MalformedResponseError(
+                    f"{self.label}: malformed list answer: {exc}",
+                    status_code=status,
+                    code="MALFORMED_RESPONSE",
+                    prompt=self.label,
+                )
+            )
+        return Done(prompts)
 
 
 def _parse_prompt(content: bytes, key: CacheKey, label: str) -> Prompt:

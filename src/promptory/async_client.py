@@ -30,6 +30,7 @@ from ._base import ClientBase
 from ._cache import CacheEntry, CacheKey, key_text
 from ._core import (
     Done,
+    ListFetch,
     Fail,
     Fallback,
     Miss,
@@ -119,7 +120,7 @@ class AsyncPromptClient(ClientBase):
         """Fetch a prompt by id (UUID), from the cache when it can. See `PromptClient.get`."""
         state = self._core.lookup_id(prompt_id, ref)
         if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
-            return state  # type: ignore[return-value]
+            return state
         return await self._resolve(state, fallback)  # type: ignore[arg-type]
 
     async def get_by_name(
@@ -136,7 +137,7 @@ class AsyncPromptClient(ClientBase):
         See `PromptClient.get_by_name`."""
         state = self._core.lookup_name(org, app, name, environment, ref)
         if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
-            return state  # type: ignore[return-value]
+            return state
         return await self._resolve(state, fallback)  # type: ignore[arg-type]
 
     async def render(
@@ -170,6 +171,22 @@ class AsyncPromptClient(ClientBase):
 
         outcomes = await asyncio.gather(*(one(args) for _, args in targets))
         return {label: outcome for (label, _), outcome in zip(targets, outcomes, strict=True)}
+
+    async def list_prompts(
+        self,
+        org: str | None = None,
+        app: str | None = None,
+        *,
+        environment: str | None = None,
+        tag: str | None = None,
+        ref: str | None = None,
+    ) -> list[Prompt]:
+        """The prompts this key may read, sorted by org, app, name and environment; filtered
+        by org (and app), environment and tag when given. Not cached."""
+        self._check_open()
+        result = await self._run(self._core.list_fetch(org, app, environment, tag, ref))
+        assert isinstance(result, list)
+        return result
 
     # -- lifecycle --
 
@@ -266,7 +283,7 @@ class AsyncPromptClient(ClientBase):
         if self._core.flights.get(key) is flight:
             del self._core.flights[key]
 
-    async def _run(self, fetch: PromptFetch | RenderFetch) -> Prompt | str:
+    async def _run(self, fetch: PromptFetch | RenderFetch | ListFetch) -> Any:
         """Send the fetch's requests until it is done: the only I/O loop of this client.
 
         `timeout` bounds each whole attempt (connect, send, receive the full answer)."""
@@ -289,7 +306,7 @@ class AsyncPromptClient(ClientBase):
             else:
                 step = fetch.answered(response.status_code, response.headers, response.content)
             if isinstance(step, Done):
-                return step.value  # type: ignore[no-any-return]
+                return step.value
             if isinstance(step, Retry):
                 if step.delay:
                     await asyncio.sleep(step.delay)

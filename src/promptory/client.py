@@ -28,6 +28,7 @@ from ._base import ClientBase
 from ._cache import CacheEntry, CacheKey, key_text
 from ._core import (
     Done,
+    ListFetch,
     Fail,
     Fallback,
     Miss,
@@ -148,7 +149,7 @@ class PromptClient(ClientBase):
         """
         state = self._core.lookup_id(prompt_id, ref)
         if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
-            return state  # type: ignore[return-value]
+            return state
         return self._resolve(state, fallback)  # type: ignore[arg-type]
 
     def get_by_name(
@@ -174,7 +175,7 @@ class PromptClient(ClientBase):
         """
         state = self._core.lookup_name(org, app, name, environment, ref)
         if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
-            return state  # type: ignore[return-value]
+            return state
         return self._resolve(state, fallback)  # type: ignore[arg-type]
 
     def render(
@@ -228,6 +229,22 @@ class PromptClient(ClientBase):
             ):
                 results[label] = outcome
         return results
+
+    def list_prompts(
+        self,
+        org: str | None = None,
+        app: str | None = None,
+        *,
+        environment: str | None = None,
+        tag: str | None = None,
+        ref: str | None = None,
+    ) -> list[Prompt]:
+        """The prompts this key may read, sorted by org, app, name and environment; filtered
+        by org (and app), environment and tag when given. Not cached."""
+        self._check_open()
+        result = self._run(self._core.list_fetch(org, app, environment, tag, ref))
+        assert isinstance(result, list)
+        return result
 
     # -- lifecycle --
 
@@ -329,7 +346,7 @@ class PromptClient(ClientBase):
                 self._core.flights.pop(key, None)
             flight.done.set()
 
-    def _run(self, fetch: PromptFetch | RenderFetch) -> Prompt | str:
+    def _run(self, fetch: PromptFetch | RenderFetch | ListFetch) -> Any:
         """Send the fetch's requests until it is done: the only I/O loop of this client."""
         request = fetch.request
         timeout = self._core.options.timeout
@@ -352,7 +369,7 @@ class PromptClient(ClientBase):
             else:
                 step = fetch.answered(response.status_code, response.headers, response.content)
             if isinstance(step, Done):
-                return step.value  # type: ignore[no-any-return]
+                return step.value
             if isinstance(step, Retry):
                 if step.delay and self._stop.wait(step.delay):
                     raise PromptoryError(f"{fetch.label}: the client was closed")

@@ -101,6 +101,7 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "audio",
         "tags",
         "includes",
+        "variables",  # for `promptory lint`: the variables the body may read
     }
 )
 

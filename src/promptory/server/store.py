@@ -47,6 +47,7 @@ from .history import History, change_of, changes_since
 from .records import PromptRecord
 
 __all__ = [
+    "Layout",
     "PENDING",
     "PROMOTION_ORDER",
     "Pending",
@@ -359,8 +360,10 @@ class ResolvedRef:
     pinned: bool
 
 
-class _Layout:
-    """Where prompts are in the tree: multi-app (``org/app/**``) or single-app."""
+class Layout:
+    """Where prompts are in the tree: multi-app (``org/app/**``) or single-app.
+
+    Shared with `promptory lint`, so it finds exactly the files the server serves."""
 
     def __init__(self, org: str | None, app: str | None) -> None:
         self.single: tuple[str, str] | None = (org, app) if org and app else None
@@ -471,7 +474,7 @@ class _Index:
 class _Builder:
     """Builds snapshots from commits. Callers hold the store's lock."""
 
-    def __init__(self, lock: threading.RLock, layout: _Layout) -> None:
+    def __init__(self, lock: threading.RLock, layout: Layout) -> None:
         self.lock = lock
         self.layout = layout
 
@@ -632,7 +635,7 @@ class PromptStore:
         self.poll_interval = poll_interval
         self.prepare_in_background = prepare_in_background
         self._lock = threading.RLock()
-        self._builder = _Builder(self._lock, _Layout(org, app))
+        self._builder = _Builder(self._lock, Layout(org, app))
         try:
             self._repo = pygit2.Repository(path)
         except (pygit2.GitError, KeyError, ValueError) as exc:

@@ -1,78 +1,39 @@
-"""The ``promptory`` command.
-
-Rules of this module:
-
-* One `cmd_<name>(args) -> int` per subcommand, registered in `build_parser()`; `main()`
-  parses and dispatches, and returns the exit status (0 success, 1 failure, 2 usage or a
-  missing extra).
-* Server modules are imported inside the commands that need them: the SDK alone (without
-  the ``server`` extra) can still run ``promptory --help``; a server command without the
-  extra says to install ``promptory[server]`` and exits with 2.
-* Output: what a command produces goes to stdout (a new key, once); messages and logs go to
-  stderr. API keys are never printed except by ``keys create``, which prints the new key
-  exactly once.
-"""
+"""``promptory serve`` and ``promptory keys create``: the server's commands (server extra)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 
-from ._version import __version__
+from ._common import MissingExtra, Subcommands, fail, import_extra
 
-__all__ = ["build_parser", "cmd_keys_create", "cmd_serve", "main"]
-
-_SERVER_EXTRA = "this command needs the server extra: install promptory[server]"
-
-
-class _MissingExtra(Exception):
-    pass
-
-
-def _import(module: str) -> ModuleType:
-    """Import a module of the server extra, or raise `_MissingExtra`."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise _MissingExtra(f"{_SERVER_EXTRA} ({exc})") from None
-
-
-def _fail(message: str, status: int = 1) -> int:
-    print(f"promptory: {message}", file=sys.stderr)
-    return status
+__all__ = ["add_keys", "add_serve", "cmd_keys_create", "cmd_serve"]
 
 
 def _default_keys_file() -> Path:
     return Path("~/.config/promptory/keys.json").expanduser()
 
 
-# --- serve -----------------------------------------------------------------------------------
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the prompts committed in a git repository."""
     try:
-        app_module = _import("promptory.server.app")
-        keys_module = _import("promptory.server.keys")
-        store_module = _import("promptory.server.store")
-        uvicorn = _import("uvicorn")
-    except _MissingExtra as exc:
-        return _fail(str(exc), 2)
+        app_module = import_extra("promptory.server.app")
+        keys_module = import_extra("promptory.server.keys")
+        store_module = import_extra("promptory.server.store")
+        uvicorn = import_extra("uvicorn")
+    except MissingExtra as exc:
+        return fail(str(exc), 2)
 
     logging.getLogger("promptory").setLevel(args.log_level.upper())
     keys_file = Path(args.keys_file).expanduser() if args.keys_file else _default_keys_file()
     try:
         keyring = keys_module.KeyRing.from_sources(keys_file=keys_file)
     except keys_module.KeysFileError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if not len(keyring):
-        return _fail(
+        return fail(
             f"no API keys: none in {keys_file} and none in ${keys_module.KEYS_ENV_VAR}.\n"
             f"Make one with:  promptory keys create --keys-file {keys_file}\n"
             f"or set {keys_module.KEYS_ENV_VAR}=pm_live_... (comma-separated keys)."
@@ -94,14 +55,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         app = app_module.create_app(settings)
     except (store_module.StoreError, store_module.RefNotFoundError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 1
 
 
-def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_serve(commands: Subcommands[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
         "serve",
         help="serve the prompts committed in a git repository",
@@ -162,24 +123,21 @@ def _positive_float(text: str) -> float:
     return value
 
 
-# --- keys --------------------------------------------------------------------------------------
-
-
 def cmd_keys_create(args: argparse.Namespace) -> int:
     """Make an API key: print it once on stdout, keep only its hash in the keys file."""
     try:
-        keys_module = _import("promptory.server.keys")
-    except _MissingExtra as exc:
-        return _fail(str(exc), 2)
+        keys_module = import_extra("promptory.server.keys")
+    except MissingExtra as exc:
+        return fail(str(exc), 2)
     keys_file = Path(args.keys_file).expanduser() if args.keys_file else _default_keys_file()
     try:
         key, record = keys_module.add_key(
             keys_file, scope=args.scope, test=args.test, label=args.label
         )
     except ValueError as exc:
-        return _fail(str(exc), 2)
+        return fail(str(exc), 2)
     except keys_module.KeysFileError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print(key)
     scope = record.scope or "every org and app"
     print(
@@ -189,7 +147,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_keys(commands: Subcommands[argparse.ArgumentParser]) -> None:
     keys = commands.add_parser("keys", help="manage API keys", description="Manage API keys.")
     actions = keys.add_subparsers(title="actions", dest="action", metavar="ACTION")
     actions.required = True
@@ -206,38 +164,3 @@ def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     create.add_argument("--test", action="store_true", help="make a pm_test_ key")
     create.add_argument("--label", help="a note saying what the key is for")
     create.set_defaults(handler=cmd_keys_create)
-
-
-# --- main ----------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``promptory`` argument parser, with every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="promptory",
-        description="Git-native LLM prompt management: serve prompts from git, manage keys.",
-    )
-    parser.add_argument("--version", action="version", version=f"promptory {__version__}")
-    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
-    commands.required = True
-    _add_serve(commands)
-    _add_keys(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``promptory`` command; returns its exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check = getattr(args, "check", None)
-    if check is not None:
-        check(parser, args)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return int(args.handler(args))
-    except KeyboardInterrupt:
-        return 130

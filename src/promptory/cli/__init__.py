@@ -1,0 +1,62 @@
+"""The ``promptory`` command.
+
+Subcommands live in modules named for what they serve: `server` (serve, keys), `remote`
+(get, render, list, pull — through the SDK), `lint`, `demo`. Each is a `cmd_<name>(args)`
+returning the exit status: 0 success, 1 failure, 2 usage or a missing extra. Server modules
+are imported inside the commands that need them, so the SDK alone can run ``--help`` and
+the client commands; a server command without the extra says to install
+``promptory[server]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .._version import __version__
+from .demo import add_demo
+from .lint import add_lint
+from .remote import add_remote_commands
+from .server import add_keys, add_serve
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``promptory`` argument parser, with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="promptory",
+        description="Git-native LLM prompt management: serve prompts from git, fetch, render, "
+        "list and lint them.",
+    )
+    parser.add_argument("--version", action="version", version=f"promptory {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    commands.required = True
+    add_demo(commands)
+    add_serve(commands)
+    add_keys(commands)
+    add_remote_commands(commands)
+    add_lint(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``promptory`` command; returns its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check = getattr(args, "check", None)
+    if check is not None:
+        check(parser, args)
+    logging.basicConfig(
+        level=logging.WARNING
+        if args.command in ("demo", "get", "render", "list", "pull", "lint")
+        else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
