@@ -30,9 +30,9 @@ from ._base import ClientBase
 from ._cache import CacheEntry, CacheKey, key_text
 from ._core import (
     Done,
-    ListFetch,
     Fail,
     Fallback,
+    ListFetch,
     Miss,
     PromptFetch,
     RenderFetch,
