@@ -204,7 +204,122 @@ class LegacyBackend:
             return sum(1 for r in self.server.requests if "If-None-Match" in r.headers)
 
 
+class CountingApp:
+    """An ASGI wrapper that records every HTTP request an app receives (instrumentation,
+    not a mock: the app answers as it always does)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            path = scope["path"] + (
+                "?" + scope["query_string"].decode() if scope["query_string"] else ""
+            )
+            with self.lock:
+                self.requests.append((scope["method"], path, headers))
+        await self.app(scope, receive, send)
+
+
+class PromptoryBackend:
+    """promptory's own server over a git repository, behind the integration-test interface."""
+
+    name = "promptory"
+
+    def __init__(self, repo: Any, url: str, counter: CountingApp, store: Any) -> None:
+        self.repo = repo
+        self.url = url
+        self.counter = counter
+        self.store = store
+        self.greeting_id = GREETING_ID
+
+    def _commit_and_wait(self, message: str) -> None:
+        sha = self.repo.commit(message)
+        deadline = time.monotonic() + 5
+        while self.store.snapshot.commit != sha:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"commit {sha} not served within 5 s")
+            time.sleep(0.01)
+
+    def update_body(self, prompt_id: str, body: str) -> None:
+        """Commit a new body for the greeting (production)."""
+        assert prompt_id == GREETING_ID
+        write_greeting(self.repo, body, version="1.2.1")
+        self._commit_and_wait("change the greeting")
+
+    def delete(self, prompt_id: str) -> None:
+        """Commit the removal of the greeting (production)."""
+        assert prompt_id == GREETING_ID
+        self.repo.remove("myorg/myapp/greeting.md")
+        self._commit_and_wait("remove the greeting")
+
+    def count(self, path_part: str = "/api/") -> int:
+        with self.counter.lock:
+            return sum(1 for _, path, _ in self.counter.requests if path_part in path)
+
+    def conditional_count(self) -> int:
+        with self.counter.lock:
+            return sum(1 for *_, headers in self.counter.requests if "if-none-match" in headers)
+
+
+def write_greeting(repo: Any, body: str, version: str = "1.2.0") -> None:
+    repo.write_prompt(
+        "myorg",
+        "myapp",
+        "greeting",
+        body,
+        id=GREETING_ID,
+        version=version,
+        environment="production",
+        role="system",
+        model={"default": "gemini-2.0-flash"},
+    )
+
+
 @pytest.fixture
-def backend(legacy: LegacyServer) -> LegacyBackend:
-    """A server holding the greeting prompt (production and development) and counting requests."""
-    return LegacyBackend(legacy)
+def promptory_backend(tmp_path: Any, api_key: str) -> Iterator[PromptoryBackend]:
+    """promptory's server over a repository holding the same prompts as the legacy fixture."""
+    from promptory.server.app import ServerSettings, create_app
+    from promptory.server.keys import KeyRecord, KeyRing
+    from promptory.server.runner import BackgroundServer
+    from support.gitrepo import PromptRepo
+
+    repo = PromptRepo(tmp_path / "prompts")
+    write_greeting(repo, "{% if formal %}Dear{% else %}Hey{% endif %} {{ user_name }}\n")
+    repo.write_prompt(
+        "myorg",
+        "myapp",
+        "greeting",
+        "[dev] Hi {{ user_name }}",
+        path="myorg/myapp/greeting.dev.md",
+        name="greeting",
+        environment="development",
+    )
+    repo.write_prompt(
+        "myorg",
+        "myapp",
+        "meditation_script_relax",
+        "Relax, {{ user.display_name }}. {{ vision.identity_statement }}",
+        environment="production",
+        model={"default": "gemini-2.0-flash", "temperature": 0.7, "fallback": ["x"]},
+    )
+    repo.commit("prompts")
+    keyring = KeyRing([KeyRecord.for_key(API_KEY), KeyRecord.for_key(api_key)])
+    app = create_app(
+        ServerSettings(repo=str(repo.path), keyring=keyring, poll_interval=0.02, rate_limit=0)
+    )
+    counter = CountingApp(app)
+    with BackgroundServer(counter) as server:
+        yield PromptoryBackend(repo, server.url, counter, app.state.store)
+
+
+@pytest.fixture(params=["legacy", "promptory"])
+def backend(request: pytest.FixtureRequest) -> Any:
+    """A server holding the greeting (production and development) and a meditation prompt,
+    counting the requests it receives: the legacy-behaving one, then promptory's own."""
+    if request.param == "legacy":
+        return LegacyBackend(request.getfixturevalue("legacy"))
+    return request.getfixturevalue("promptory_backend")
