@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 soak: $(STAMP)
-	$(BIN)/python -m pytest tests/soak -m soak -s -p no:randomly --timeout=600
+	$(BIN)/python -m pytest tests/soak -m soak -s --timeout=900
 
 clean:
 	rm -rf $(VENV) .venv-* .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov dist build
