@@ -3,9 +3,10 @@
 The two clients hold only I/O, locks, sleeping and background work; every decision is made
 here, once, so a fix lands in both:
 
-* `ClientCore.lookup_id` / `lookup_name` — the hot path. A fresh hit returns the `Prompt`
-  itself; anything else returns a named state: `Stale` (serve it, maybe revalidate in the
-  background) or `Miss` (fetch in the caller, conditionally when an entry is known).
+* `ClientCore.lookup_id` / `lookup_name` — the hot path. A hit that needs nothing else
+  returns the `Prompt` itself; otherwise a named state: `Stale` (serve it and start a
+  background revalidation) or `Miss` (fetch in the caller, conditionally when an entry is
+  known).
 * `PromptFetch` / `RenderFetch` — one logical request and its retries. The client sends
   `fetch.request`, then reports what happened with `answered(...)` or `failed(...)` and gets a
   `Step` back: `Done(value)`, `Retry(delay, request)` or `Fail(error)`.
@@ -212,14 +213,15 @@ def _integer(name: str, value: Any, *, minimum: int) -> int:
 
 
 class Stale:
-    """A cached prompt past its TTL: serve it now; revalidate in the background if told to."""
+    """A cached prompt past its TTL, with no revalidation under way for it: serve it now and
+    start one in the background. (A stale hit while one is under way, or while the key cools
+    down after failures, is answered with the `Prompt` itself, like a fresh hit.)"""
 
-    __slots__ = ("entry", "key", "revalidate")
+    __slots__ = ("entry", "key")
 
-    def __init__(self, key: CacheKey, entry: CacheEntry, revalidate: bool) -> None:
+    def __init__(self, key: CacheKey, entry: CacheEntry) -> None:
         self.key = key
         self.entry = entry
-        self.revalidate = revalidate
 
 
 class Miss:
@@ -374,10 +376,11 @@ class ClientCore:
             cache_logger.debug("%s: expired, revalidating in the caller", key_text(key))
             return Miss(key, entry)
         self.stale_hits += 1
-        revalidate = key not in self.flights and now >= entry.retry_at
-        if revalidate:
-            cache_logger.debug("%s: stale, revalidating in the background", key_text(key))
-        return Stale(key, entry, revalidate)
+        if key in self.flights or now < entry.retry_at:
+            # Revalidating already, or cooling down after failures: just serve the copy.
+            return entry.prompt
+        cache_logger.debug("%s: stale, revalidating in the background", key_text(key))
+        return Stale(key, entry)
 
     # -- fetching --
 

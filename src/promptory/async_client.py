@@ -227,8 +227,7 @@ class AsyncPromptClient(ClientBase):
 
     async def _resolve(self, state: Stale | Miss, fallback: Fallback | None) -> Prompt:
         if isinstance(state, Stale):
-            if state.revalidate:
-                self._revalidate_in_background(state.key, state.entry)
+            self._revalidate_in_background(state.key, state.entry)
             return state.entry.prompt
         self._check_open()
         try:
@@ -289,14 +288,17 @@ class AsyncPromptClient(ClientBase):
         `timeout` bounds each whole attempt (connect, send, receive the full answer)."""
         request = fetch.request
         timeout = self._core.options.timeout
+        # An absolute URL and no empty params: httpx then parses the URL once, not three
+        # times (merging with its base URL and with empty params each parse it again).
+        base_url = self._core.options.base_url
         while True:
             try:
                 response = await asyncio.wait_for(
                     self._http.request(
                         request.method,
-                        request.path,
-                        params=request.params,
-                        headers=request.headers,
+                        base_url + request.path,
+                        params=request.params or None,
+                        headers=request.headers or None,
                         content=request.content,
                     ),
                     timeout,

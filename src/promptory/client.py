@@ -275,8 +275,7 @@ class PromptClient(ClientBase):
 
     def _resolve(self, state: Stale | Miss, fallback: Fallback | None) -> Prompt:
         if isinstance(state, Stale):
-            if state.revalidate:
-                self._revalidate_in_background(state.key, state.entry)
+            self._revalidate_in_background(state.key, state.entry)
             return state.entry.prompt
         self._check_open()
         try:
@@ -350,14 +349,17 @@ class PromptClient(ClientBase):
         """Send the fetch's requests until it is done: the only I/O loop of this client."""
         request = fetch.request
         timeout = self._core.options.timeout
+        # An absolute URL and no empty params: httpx then parses the URL once, not three
+        # times (merging with its base URL and with empty params each parse it again).
+        base_url = self._core.options.base_url
         while True:
             try:
                 with attempt_deadline(timeout):
                     response = self._http.request(
                         request.method,
-                        request.path,
-                        params=request.params,
-                        headers=request.headers,
+                        base_url + request.path,
+                        params=request.params or None,
+                        headers=request.headers or None,
                         content=request.content,
                     )
             except (httpx.HTTPError, OSError) as exc:

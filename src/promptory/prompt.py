@@ -274,7 +274,7 @@ class Prompt:
 
     def needs_server_render(self) -> bool:
         """True when the body includes, imports or extends other prompts."""
-        return bool(self.includes) or bool(self.compiled().info.references)
+        return bool(self.includes) or bool(self.compiled().references)
 
     def to_messages(
         self, variables: Mapping[str, Any] | None = None, *, strict: bool = False

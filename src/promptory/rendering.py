@@ -50,6 +50,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 
+from ._frozen import FrozenDict
 from .exceptions import RenderError, UndefinedVariableError
 
 __all__ = [
@@ -136,6 +137,11 @@ def _weight(value: Any, limit: int) -> int:
     """How many characters or items `value` expands to, counting shared references every
     time they occur (that is what `str()` of it would write). Stops counting past `limit`,
     so measuring a huge value costs no more than `limit` steps."""
+    kind = type(value)
+    if kind is str:
+        return len(value)
+    if kind is list and all(type(item) is str for item in value):
+        return len(value) + 1 + sum(map(len, value))
     total = 0
     stack = [value]
     while stack:
@@ -167,8 +173,23 @@ _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _BRACE_SPEC = re.compile(r"\{[^{}]*\}")
 
 
+_FORMATS_PASSED: dict[tuple[str, bool, int], bool] = {}
+
+
 def _check_format_string(fmt: str, limits: RenderLimits, *, braces: bool) -> None:
-    """Refuse format strings whose width or precision would build a huge string."""
+    """Refuse format strings whose width or precision would build a huge string.
+
+    A format string that passed is remembered (a template uses the same few again and
+    again), up to a bound."""
+    memo = (fmt, braces, limits.max_width)
+    if memo in _FORMATS_PASSED:
+        return
+    _scan_format_string(fmt, limits, braces=braces)
+    if len(_FORMATS_PASSED) < 4096 and len(fmt) < 512:
+        _FORMATS_PASSED[memo] = True
+
+
+def _scan_format_string(fmt: str, limits: RenderLimits, *, braces: bool) -> None:
     widths: list[str] = []
     if braces:
         for field in _BRACE_SPEC.findall(fmt):
@@ -376,6 +397,7 @@ _SIZING_FILTERS: dict[str, Callable[[_Budget, tuple[Any, ...], dict[str, Any]], 
     "urlize": lambda budget, args, kwargs: None,
 }
 
+_DICT_ATTRIBUTES = frozenset(dir(dict)) | frozenset(dir(FrozenDict))
 _STR_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _INT_BITS_LIMIT = 100_000
 
@@ -415,6 +437,7 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
         tree = super()._parse(source, name, filename)
         result = _Guard().visit(tree)
         assert isinstance(result, nodes.Template)
+        result.set_environment(self)  # the guard's new nodes need it too
         return result
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -425,6 +448,15 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
             raise SecurityError(
                 f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
             )
+        # Variables are mostly dicts: `user.display_name` is an item. When the name is not one
+        # of the dict type's own attributes, Jinja's lookup would fail on the attribute and
+        # fall back to the item; go to the item directly, with the same result.
+        kind = type(obj)
+        if (kind is dict or kind is FrozenDict) and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
@@ -535,13 +567,25 @@ class TemplateInfo:
 
 
 class CompiledTemplate:
-    """A prompt body compiled once, ready to render any number of times."""
+    """A prompt body compiled once, ready to render any number of times.
 
-    __slots__ = ("_code", "_info", "_lock", "_strict", "body", "template")
+    Attributes:
+        references: the names the body includes, imports or extends, in order (None for a
+            name computed at run time); found while compiling, from the same parse.
+    """
 
-    def __init__(self, body: str, code: CodeType, template: Template) -> None:
+    __slots__ = ("_code", "_info", "_lock", "_strict", "body", "references", "template")
+
+    def __init__(
+        self,
+        body: str,
+        code: CodeType,
+        template: Template,
+        references: tuple[str | None, ...],
+    ) -> None:
         self.body = body
         self.template = template
+        self.references = references
         self._code = code
         self._strict: Template | None = None
         self._info: TemplateInfo | None = None
@@ -549,10 +593,11 @@ class CompiledTemplate:
 
     @property
     def info(self) -> TemplateInfo:
-        """Variables and references, found from the syntax tree on first use."""
+        """The variables the body reads, found from its syntax tree on first use (rendering
+        never needs them, so a body is parsed for them only when asked)."""
         info = self._info
         if info is None:
-            info = self._info = _analyse(self.body)
+            info = self._info = _analyse(self.body, self.references)
         return info
 
     @property
@@ -566,10 +611,9 @@ class CompiledTemplate:
         return strict
 
 
-def _analyse(body: str) -> TemplateInfo:
+def _analyse(body: str, references: tuple[str | None, ...]) -> TemplateInfo:
     tree = _PLAIN_ENV.parse(body)
     variables = meta.find_undeclared_variables(tree)
-    references = tuple(meta.find_referenced_templates(tree))
     relaxed = _DropGuardedUses().visit(_PLAIN_ENV.parse(body))
     required = meta.find_undeclared_variables(relaxed) - {"__promptory_guarded__"}
     return TemplateInfo(
@@ -609,7 +653,10 @@ def compile_body(body: str, *, label: str | None = None) -> CompiledTemplate:
     if compiled is not None:
         return compiled
     try:
-        code = _ENV.compile(body, name=label)
+        # One parse serves both the references and the code.
+        tree = _ENV._parse(body, label, None)
+        references = tuple(meta.find_referenced_templates(tree))
+        code = _ENV.compile(tree, name=label)
     except TemplateSyntaxError as exc:
         raise RenderError(
             f"{_about(label)}template syntax error on line {exc.lineno}: {exc.message}",
@@ -617,7 +664,7 @@ def compile_body(body: str, *, label: str | None = None) -> CompiledTemplate:
             prompt=label,
         ) from exc
     template = Template.from_code(_ENV, code, _ENV.make_globals(None))
-    compiled = CompiledTemplate(body, code, template)
+    compiled = CompiledTemplate(body, code, template, references)
     with _COMPILED_LOCK:
         _COMPILED[body] = compiled
         while len(_COMPILED) > _COMPILED_MAX:

@@ -306,7 +306,7 @@ class CacheMachine(RuleBasedStateMachine):
         elif expected == "stale":
             assert isinstance(state, Stale)
             assert state.entry.prompt is self.model.entries[key].prompt
-            assert state.revalidate  # nothing in flight, no failure: revalidate it
+            # Nothing in flight and no failure: a Stale asks for a revalidation.
         elif expected == "expired":
             assert isinstance(state, Miss)
             assert state.entry is not None

@@ -654,7 +654,7 @@ class PromptText:
                 references = self._references
                 if references is None:
                     try:
-                        references = compile_body(self.body).info.references
+                        references = compile_body(self.body).references
                     except RenderError as exc:
                         references = self._syntax_error(exc)
                     self._references = references
