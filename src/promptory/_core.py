@@ -315,6 +315,9 @@ class ClientCore:
 
     # -- the hot path --
 
+    # lookup_id and lookup_name repeat the same dozen lines on purpose: a shared helper
+    # would add a Python call to every cache hit, a sixth of its cost.
+
     def lookup_id(self, prompt_id: str, ref: str | None = None) -> Lookup:
         """Look `prompt_id` up: the `Prompt` when fresh, else `Stale` or `Miss`."""
         key = ("id", prompt_id, ref)
