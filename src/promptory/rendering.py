@@ -636,7 +636,10 @@ class _NoIncludes(BaseLoader):
 
 _ENV = PromptEnvironment(loader=_NoIncludes())
 _STRICT_ENV = PromptEnvironment(undefined=StrictUndefined, loader=_NoIncludes())
-_PLAIN_ENV = Environment()  # parsing only, for analysis; never renders
+# Parsing only, for analysis; never renders. A sandbox too: `meta.find_undeclared_variables`
+# runs Jinja's code generator, which folds constant expressions (`9 ** 99999999`,
+# `'a' * 10**9`) unless the environment intercepts them.
+_PLAIN_ENV = PromptEnvironment()
 
 _COMPILED: OrderedDict[str, CompiledTemplate] = OrderedDict()
 _COMPILED_LOCK = threading.Lock()

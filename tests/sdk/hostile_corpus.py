@@ -80,7 +80,7 @@ REFUSED: dict[str, tuple[str, dict[str, Any]]] = {
     "center_filter_bomb": ("{{ x | center(10**9) }}", OBJ),
     "indent_filter_bomb": ("{{ x | indent(10**9) }}", OBJ),
     "replace_bomb": ("{{ ('a' * 100000) | replace('a', 'b' * 100000) }}", {}),
-    "join_bomb": ("{{ [x * 100000] * 100000 | join }}", OBJ),
+    "join_bomb": ("{{ ([x * 100000] * 100000) | join }}", OBJ),
     "sum_lists": ("{{ [[1] * 100000] * 1000 | sum(start=[]) }}", {}),
 }
 

@@ -119,6 +119,12 @@ def _json(data: Any, status: int = 200) -> Response:
     )
 
 
+def _printable(text: str) -> str:
+    """`text` with the bytes of a non-UTF-8 file name (kept by pygit2 as surrogate escapes)
+    written as ``\\xNN``: JSON in UTF-8 cannot carry them."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _echo(value: str) -> str:
     """A client's input, shortened, for an error message."""
     return value if len(value) <= _MAX_ECHO else value[:_MAX_ECHO] + "..."
@@ -401,6 +407,13 @@ class _Server:
         variables = data.get("variables")
         if variables is not None and not isinstance(variables, dict):
             return _error(400, "INVALID_BODY", "'variables' must be a JSON object")
+        if b"\\u" in body:
+            try:  # JSON may escape a lone surrogate ("\ud800"); UTF-8 cannot carry it back
+                dump_json(variables)
+            except UnicodeEncodeError:
+                return _error(
+                    400, "INVALID_BODY", "request body holds an unpaired surrogate escape"
+                )
         return variables
 
     async def list_prompts(self, scope: Scope, receive: Receive) -> Response:
@@ -462,7 +475,9 @@ class _Server:
                 "committed_at": snapshot.committed_at,
                 "files": files,
                 "prompts": len(served),
-                "problems": [{"path": p.path, "message": p.message} for p in problems],
+                "problems": [
+                    {"path": _printable(p.path), "message": _printable(p.message)} for p in problems
+                ],
             }
 
         return _json(await run_in_threadpool(gather))

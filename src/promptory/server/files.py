@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 from jinja2 import TemplateSyntaxError
-from yaml.nodes import MappingNode, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from ..exceptions import RenderError
@@ -402,11 +402,35 @@ def _index_keys(found: Mapping[str, str]) -> IndexKeys | None:
 # --- the full parse -------------------------------------------------------------------------
 
 
+def _refuse_aliases(root: Node) -> None:
+    """Refuse a front matter that uses a node twice (an alias): aliases let a few lines
+    expand to billions of values, or to a value that holds itself."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            line = node.start_mark.line + 2
+            raise PromptFileError(
+                f"front matter on line {line} uses an alias ('*'); anchors and aliases are "
+                "not allowed",
+                line=line,
+            )
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
+
+
 def _load(front_text: str) -> tuple[dict[str, Any], dict[str, int], dict[str, str]]:
     """The front matter as a dict, each key's file line, and numbers' text as written."""
     loader = _Loader(front_text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _refuse_aliases(node)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -638,6 +662,10 @@ class PromptText:
                 front = parse_front_matter(self.front_text)
             except PromptFileError as exc:
                 front = exc
+            except Exception as exc:  # a file must never take the index down with it
+                front = PromptFileError(
+                    f"front matter could not be read ({type(exc).__name__}: {exc})"
+                )
             self._front = front
         if isinstance(front, PromptFileError):
             # A fresh traceback each time: re-raising the kept instance would grow it.

@@ -98,9 +98,16 @@ class History:
         for delta in parent.tree.diff_to_tree(commit.tree).deltas:
             # A path added or deleted shows on one side only; both sides cover renames,
             # which libgit2 reports as a deletion and an addition anyway.
-            known.setdefault(delta.new_file.path, change)
-            known.setdefault(delta.old_file.path, change)
+            known.setdefault(_path(delta.new_file), change)
+            known.setdefault(_path(delta.old_file), change)
         self._next = parent
+
+
+def _path(diff_file: Any) -> str:
+    """A diff side's path as tree entries name it: bytes that are not UTF-8 kept as
+    surrogate escapes (older pygit2 raises on them in `DiffFile.path`)."""
+    raw: bytes = diff_file.raw_path
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def changes_since(commit: Any, ancestor_id: Any, *, limit: int) -> dict[str, Change] | None:
@@ -123,6 +130,6 @@ def changes_since(commit: Any, ancestor_id: Any, *, limit: int) -> dict[str, Cha
     for child, parent in chain:
         change = change_of(child)
         for delta in parent.tree.diff_to_tree(child.tree).deltas:
-            known.setdefault(delta.new_file.path, change)
-            known.setdefault(delta.old_file.path, change)
+            known.setdefault(_path(delta.new_file), change)
+            known.setdefault(_path(delta.old_file), change)
     return known

@@ -783,7 +783,11 @@ class PromptStore:
                     logger.info("reading %s at %s again", self.path, self.ref)
                     self._last_error = None
             if self.prepare_in_background:
-                self._prepare_some(min(0.1, self.poll_interval * 0.2))
+                try:
+                    self._prepare_some(min(0.1, self.poll_interval * 0.2))
+                except Exception:  # one bad record must not stop the polling
+                    logger.exception("preparing prompts of %s failed", self.path)
+                    self._warm = None
 
     def _prepare_some(self, budget: float) -> None:
         """Prepare unrequested records of the current snapshot for about `budget` seconds;

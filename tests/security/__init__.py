@@ -1,0 +1,1 @@
+"""Attacks on the server and the SDK: hostile templates, edges, fuzzing, bad repositories."""
