@@ -4,7 +4,6 @@ the cache methods (plain methods in both), the headers and the repr."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from typing import Any
 
 from ._core import ClientCore, ClientOptions, mask_key, user_agent
@@ -27,7 +26,6 @@ class ClientBase:
         *,
         max_stale: float | None,
         fallback: str | os.PathLike[str] | None,
-        prefetch: Iterable[Any],
         background_workers: int,
     ) -> None:
         options = ClientOptions.build(

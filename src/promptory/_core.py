@@ -29,6 +29,7 @@ import logging
 import math
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
@@ -151,10 +152,10 @@ def check_api_key(api_key: Any) -> str:
             "api_key must be a Promptory API key starting with 'pm_live_' or 'pm_test_'",
             code="INVALID_API_KEY",
         )
-    if len(api_key) <= len("pm_live_") or any(c.isspace() or ord(c) < 33 for c in api_key):
+    if len(api_key) <= len("pm_live_") or not all(33 <= ord(c) <= 126 for c in api_key):
         raise InvalidArgumentError(
             "api_key must be a Promptory API key: the prefix 'pm_live_' or 'pm_test_' followed "
-            "by the key's characters, with no spaces or control characters",
+            "by the key's characters (printable ASCII, no spaces)",
             code="INVALID_API_KEY",
         )
     return api_key
@@ -172,7 +173,14 @@ def _check_base_url(base_url: Any) -> str:
             f"{type(base_url).__name__}",
             code="INVALID_BASE_URL",
         )
-    parts = urlsplit(base_url)
+    try:
+        parts = urlsplit(base_url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+        httpx.URL(base_url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise InvalidArgumentError(
+            f"base_url is not a valid URL ({exc}): {base_url!r}", code="INVALID_BASE_URL"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgumentError(
             f"base_url must be an absolute http:// or https:// URL, got {base_url!r}",
@@ -194,7 +202,7 @@ def _number(name: str, value: Any, *, minimum: float, inclusive: bool = True) ->
     if value < minimum or (not inclusive and value == minimum):
         bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
         raise InvalidArgumentError(f"{name} must be {bound}, got {value!r}", code="INVALID_OPTION")
-    return float(value)
+    return value  # as given: cache_stats() shows the ttl as the caller wrote it
 
 
 def _integer(name: str, value: Any, *, minimum: int) -> int:
@@ -666,9 +674,10 @@ class PromptFetch(_Attempts):
                 prompt = _parse_prompt(content, self.key, self.label)
             except MalformedResponseError as malformed:
                 return self._fail(malformed)  # never cached, never retried: the server said this
-            core.cache.put(
-                self.key, prompt, headers.get("etag"), core.clock(), pinned=self.key[-1] is not None
-            )
+            # A tag or commit answers `immutable` and is cached for good; a branch moves, so
+            # it ages like any other entry.
+            pinned = self.key[-1] is not None and "immutable" in headers.get("cache-control", "")
+            core.cache.put(self.key, prompt, headers.get("etag"), core.clock(), pinned=pinned)
             cache_logger.debug("%s: stored (200)", key_text(self.key))
             return Done(prompt)
         if status == 304:
@@ -837,7 +846,7 @@ def _parse_prompt(content: bytes, key: CacheKey, label: str) -> Prompt:
     # The answer must be the prompt that was asked for: a mixed-up answer must not be cached
     # under this key.
     if key[0] == "id":
-        mismatch = prompt.id != key[1]
+        mismatch = not _same_id(prompt.id, key[1])
     else:
         _, org, app, name, environment = key[:5]
         mismatch = (
@@ -855,6 +864,17 @@ def _parse_prompt(content: bytes, key: CacheKey, label: str) -> Prompt:
             prompt=label,
         )
     return prompt
+
+
+def _same_id(answered: str, asked: str) -> bool:
+    """Ids are equal as written, or as UUIDs (``550E8400-...``, ``{...}`` and the hex form
+    name the same prompt; the server answers with the canonical spelling)."""
+    if answered == asked:
+        return True
+    try:
+        return uuid.UUID(answered) == uuid.UUID(asked)
+    except ValueError:
+        return False
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ mutable copies.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
 from typing import Any, NoReturn, SupportsIndex
 
 __all__ = ["FrozenDict", "FrozenList", "freeze"]
@@ -106,8 +105,3 @@ def freeze(value: Any) -> Any:
     if kind is list or kind is tuple:
         return FrozenList(freeze(v) for v in value)
     return value
-
-
-def freeze_strings(values: Iterable[str]) -> FrozenList:
-    """A read-only list of strings (no recursion needed)."""
-    return FrozenList(values)

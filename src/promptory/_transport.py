@@ -6,12 +6,17 @@ socket operation of an attempt gets at most the time left until the attempt's de
 which the client sets for the current thread with `attempt_deadline` (a context variable,
 so threads sharing one pool do not see each other's deadlines).
 
-The async client needs none of this: it bounds the whole attempt with `asyncio.wait_for`.
+A read also looks at the client's stop event every `STOP_POLL` seconds, so `close()` ends
+a read stalled on a silent server at once instead of after `timeout`.
+
+The async client needs none of this: it bounds the whole attempt with `asyncio.wait_for`,
+and closing cancels its tasks.
 """
 
 from __future__ import annotations
 
 import ssl
+import threading
 import time
 import typing
 from collections.abc import Iterator
@@ -24,24 +29,38 @@ import httpx
 __all__ = ["DeadlineTransport", "attempt_deadline"]
 
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-_DEADLINE: ContextVar[float | None] = ContextVar("promptory_attempt_deadline", default=None)
+#: While an attempt reads, it looks at its client's stop event this often (seconds), so
+#: closing a client ends a read stalled on a silent server within this time.
+STOP_POLL = 0.1
+
+
+class _Attempt:
+    __slots__ = ("deadline", "stop")
+
+    def __init__(self, deadline: float, stop: threading.Event | None) -> None:
+        self.deadline = deadline
+        self.stop = stop
+
+
+_ATTEMPT: ContextVar[_Attempt | None] = ContextVar("promptory_attempt", default=None)
 
 
 @contextmanager
-def attempt_deadline(seconds: float) -> Iterator[None]:
-    """Bound every socket operation inside the block to end within `seconds` from now."""
-    token = _DEADLINE.set(time.monotonic() + seconds)
+def attempt_deadline(seconds: float, stop: threading.Event | None = None) -> Iterator[None]:
+    """Bound every socket operation inside the block to end within `seconds` from now, and
+    end a read early once `stop` is set (the client is closing)."""
+    token = _ATTEMPT.set(_Attempt(time.monotonic() + seconds, stop))
     try:
         yield
     finally:
-        _DEADLINE.reset(token)
+        _ATTEMPT.reset(token)
 
 
 def _remaining(timeout: float | None, expired: type[Exception]) -> float | None:
-    deadline = _DEADLINE.get()
-    if deadline is None:
+    attempt = _ATTEMPT.get()
+    if attempt is None:
         return timeout
-    left = deadline - time.monotonic()
+    left = attempt.deadline - time.monotonic()
     if left <= 0:
         raise expired("the attempt's time ran out")
     return left if timeout is None else min(timeout, left)
@@ -52,7 +71,23 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._stream = stream
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, _remaining(timeout, httpcore.ReadTimeout))
+        attempt = _ATTEMPT.get()
+        if attempt is None or attempt.stop is None:
+            return self._stream.read(max_bytes, _remaining(timeout, httpcore.ReadTimeout))
+        # Wait in slices, looking at the stop event between them. A recv that times out has
+        # consumed nothing, so the next slice carries on where the last one left off.
+        started = time.monotonic()
+        while True:
+            wait = attempt.deadline - time.monotonic()
+            if timeout is not None:
+                wait = min(wait, started + timeout - time.monotonic())
+            if wait <= 0:
+                raise httpcore.ReadTimeout("the attempt's time ran out")
+            try:
+                return self._stream.read(max_bytes, min(wait, STOP_POLL))
+            except httpcore.ReadTimeout:
+                if attempt.stop.is_set():
+                    raise httpcore.ReadError("the client was closed") from None
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._stream.write(buffer, _remaining(timeout, httpcore.WriteTimeout))

@@ -96,7 +96,6 @@ class AsyncPromptClient(ClientBase):
             retry_count,
             max_stale=max_stale,
             fallback=fallback,
-            prefetch=prefetch,
             background_workers=background_workers,
         )
         self._prefetch = list(prefetch)

@@ -107,7 +107,6 @@ class PromptClient(ClientBase):
             retry_count,
             max_stale=max_stale,
             fallback=fallback,
-            prefetch=prefetch,
             background_workers=background_workers,
         )
         self._verify = verify
@@ -250,11 +249,12 @@ class PromptClient(ClientBase):
 
     def close(self) -> None:
         """Stop background revalidations, wait for the running ones, and close connections."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        executor = self._executor
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            executor, self._executor = self._executor, None
+        self._stop.set()  # a read in progress ends within STOP_POLL; no retry starts
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         self._http.close()
@@ -353,8 +353,10 @@ class PromptClient(ClientBase):
         # times (merging with its base URL and with empty params each parse it again).
         base_url = self._core.options.base_url
         while True:
+            if self._stop.is_set():
+                raise PromptoryError(f"{fetch.label}: the client was closed")
             try:
-                with attempt_deadline(timeout):
+                with attempt_deadline(timeout, self._stop):
                     response = self._http.request(
                         request.method,
                         base_url + request.path,
@@ -373,8 +375,8 @@ class PromptClient(ClientBase):
             if isinstance(step, Done):
                 return step.value
             if isinstance(step, Retry):
-                if step.delay and self._stop.wait(step.delay):
-                    raise PromptoryError(f"{fetch.label}: the client was closed")
+                if step.delay:
+                    self._stop.wait(step.delay)  # close() cuts the wait short
                 request = step.request
                 continue
             assert isinstance(step, Fail)

@@ -202,11 +202,18 @@ def _scan_format_string(fmt: str, limits: RenderLimits, *, braces: bool) -> None
             if "*" in (width, precision):
                 raise RenderLimitExceeded("'%*' widths taken from an argument are not allowed")
             widths.extend(w for w in (width, precision) if w)
+    total = len(fmt)
     for width in widths:
         if len(width) > 9 or int(width) > limits.max_width:
             raise RenderLimitExceeded(
                 f"a format width of {width} is over the limit of {limits.max_width:,}"
             )
+        total += int(width)
+    if total > limits.max_output:  # many fields, each padded: the sum is what gets built
+        raise RenderLimitExceeded(
+            f"the format string's fields would build {total:,} characters, over the limit "
+            f"of {limits.max_output:,}"
+        )
 
 
 # --- guarded filters and globals -------------------------------------------------------------
@@ -276,6 +283,26 @@ def _widths(*names: str) -> Callable[[_Budget, tuple[Any, ...], dict[str, Any]],
 def _check_format_filter(budget: _Budget, args: tuple[Any, ...], _: dict[str, Any]) -> None:
     if args and isinstance(args[0], str):
         _check_format_string(args[0], budget.limits, braces=False)
+
+
+def _check_indent(budget: _Budget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    width = args[1] if len(args) > 1 else kwargs.get("width", 4)
+    _check_width("width", width, budget.limits)
+    if args and isinstance(args[0], str):
+        pad = width if isinstance(width, int) else len(str(width))
+        budget.charge(len(args[0]) + (args[0].count("\n") + 1) * pad)
+
+
+_WORDWRAP_MAX_TEXT = 100_000  # textwrap's cost grows faster than its input
+
+
+def _check_wordwrap(budget: _Budget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    width = args[1] if len(args) > 1 else kwargs.get("width", 79)
+    _check_width("width", width, budget.limits)
+    if args and isinstance(args[0], str) and len(args[0]) > _WORDWRAP_MAX_TEXT:
+        raise RenderLimitExceeded(
+            f"wordwrap of {len(args[0]):,} characters is over the limit of {_WORDWRAP_MAX_TEXT:,}"
+        )
 
 
 def _check_replace(budget: _Budget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -379,8 +406,8 @@ def _filter(node: nodes.Expr, name: str) -> nodes.Filter:
 
 _SIZING_FILTERS: dict[str, Callable[[_Budget, tuple[Any, ...], dict[str, Any]], None]] = {
     "center": _widths("width"),
-    "indent": _widths("width"),
-    "wordwrap": _widths("width"),
+    "indent": _check_indent,
+    "wordwrap": _check_wordwrap,
     "truncate": _widths("length", "killwords", "end", "leeway"),
     "batch": _widths("linecount"),
     "slice": _widths("slices"),
@@ -505,6 +532,8 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
             if method in _STR_WIDTH_METHODS:
                 for value in args:
                     _check_width(f"str.{method} width", value, budget.limits)
+                if method == "expandtabs" and args and isinstance(args[0], int):
+                    budget.charge(len(owner) + owner.count("\t") * args[0])
             elif method in ("format", "format_map"):
                 _check_format_string(owner, budget.limits, braces=True)
             elif method == "join" and args:
@@ -512,7 +541,7 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
             elif method == "replace" and len(args) >= 2:
                 _check_replace(budget, (owner, args[0], args[1]), {})
         result = super().call(__context, __obj, *args, **kwargs)
-        if isinstance(result, (list, dict, tuple)):
+        if isinstance(result, (str, list, dict, tuple)):
             budget.charge(_weight(result, budget.limits.max_output))
         return result
 
@@ -574,7 +603,7 @@ class CompiledTemplate:
             name computed at run time); found while compiling, from the same parse.
     """
 
-    __slots__ = ("_code", "_info", "_lock", "_strict", "body", "references", "template")
+    __slots__ = ("_code", "_info", "_strict", "body", "references", "template")
 
     def __init__(
         self,
@@ -589,7 +618,6 @@ class CompiledTemplate:
         self._code = code
         self._strict: Template | None = None
         self._info: TemplateInfo | None = None
-        self._lock = threading.Lock()
 
     @property
     def info(self) -> TemplateInfo:

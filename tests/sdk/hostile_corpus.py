@@ -93,3 +93,18 @@ INERT: dict[str, tuple[str, dict[str, Any], str]] = {
     "dunder_key_in_a_variable": ("{{ d['__class__'] }}", {"d": {"__class__": "plain"}}, "plain"),
     "large_but_allowed_output": ("{{ 'ab' * 1000 }}", {}, "ab" * 1000),
 }
+
+# Each width is small; the product of width and count is not.
+REFUSED.update(
+    {
+        "many_padded_fields": ("{{ ('{0:>99999}' * 2000).format(1) | length }}", {}),
+        "many_padded_percent": ("{{ ('%99999d' * 2000) % ((1,) * 2000) }}", {}),
+        "expandtabs_many_tabs": ("{{ ('\\t' * 50000).expandtabs(99999) }}", {}),
+        "indent_many_lines": ("{{ ('a\\n' * 50000) | indent(99999) }}", {}),
+        "many_centered_calls": (
+            "{% for i in range(3000) %}{{ 'x'.center(99999) }}{% endfor %}",
+            {},
+        ),
+        "wordwrap_slow": ("{{ ('x' * 999999) | wordwrap(1) }}", {}),
+    }
+)

@@ -272,7 +272,10 @@ class CacheMachine(RuleBasedStateMachine):
 
     def answer_200(self, fetch: PromptFetch, key: tuple[Any, ...], item: Catalogued) -> None:
         etag = self.new_etag()
-        step = fetch.answered(200, httpx.Headers({"ETag": etag}), item.json(self.etags))
+        headers = {"ETag": etag}
+        if key[-1] is not None:  # a tag or commit: the server marks the answer immutable
+            headers["Cache-Control"] = "private, max-age=31536000, immutable"
+        step = fetch.answered(200, httpx.Headers(headers), item.json(self.etags))
         assert isinstance(step, Done), step
         assert isinstance(step.value, Prompt)
         self.model.store(key, step.value, etag, self.clock())

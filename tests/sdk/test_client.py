@@ -91,6 +91,14 @@ def test_ids_are_sent_as_one_percent_encoded_path_segment(
     assert unquote(segment) == prompt_id
 
 
+@pytest.mark.parametrize("prompt_id", ["by-name/myorg/myapp/greeting", "x/render", "../health"])
+def test_an_id_holding_a_slash_never_reaches_another_route(
+    sdk: SdkFactory, backend, prompt_id: str
+) -> None:
+    with pytest.raises(NotFoundError):
+        sdk(backend.url).get(prompt_id)
+
+
 def test_every_request_says_who_it_is(sdk: SdkFactory, legacy: LegacyServer) -> None:
     sdk(legacy.url).get_by_name("myorg", "myapp", "greeting")
     (request,) = legacy.requests

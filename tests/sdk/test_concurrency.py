@@ -162,6 +162,21 @@ def test_closing_the_sync_client_leaves_no_thread_behind(legacy: LegacyServer) -
     assert client.cache_stats()["in_flight"] == 0
 
 
+def test_closing_the_sync_client_does_not_wait_out_a_stalled_revalidation(
+    legacy: LegacyServer,
+) -> None:
+    client = PromptClient(legacy.url, API_KEY, cache_ttl=0.05, timeout=5, retry_count=2)
+    client.get(GREETING_ID)
+    wait_until(lambda: client.cache_stats()["stale_entries"] == 1, what="staleness")
+    legacy.delay = 4.0
+    client.get(GREETING_ID)  # the revalidation waits on a server that answers in 4 s
+    time.sleep(0.2)
+    started = time.monotonic()
+    client.close()
+    assert time.monotonic() - started < 1.0
+    assert not [t for t in threading.enumerate() if t.name.startswith("promptory-revalidate")]
+
+
 def test_closing_the_async_client_cancels_its_revalidations(legacy: LegacyServer) -> None:
     async def main() -> int:
         client = AsyncPromptClient(legacy.url, API_KEY, cache_ttl=0.05)

@@ -468,10 +468,33 @@ def test_pinned_ref_is_never_stale(clock: FakeClock) -> None:
     state = core.lookup_id("p-1", ref="v1")
     assert isinstance(state, Miss)
     assert core.prompt_fetch(state.key, None).request.params == {"ref": "v1"}
-    core.prompt_fetch(state.key, None).answered(200, httpx.Headers(), prompt_json())
+    immutable = httpx.Headers({"Cache-Control": "private, max-age=31536000, immutable"})
+    core.prompt_fetch(state.key, None).answered(200, immutable, prompt_json())
     clock.advance(10**6)
     assert isinstance(core.lookup_id("p-1", ref="v1"), Prompt)
     assert isinstance(core.lookup_id("p-1"), Miss)  # the unpinned key is separate
+
+
+def test_a_branch_ref_ages_like_any_entry(clock: FakeClock) -> None:
+    core = make_core(clock, cache_ttl=1)
+    state = core.lookup_id("p-1", ref="main")
+    assert isinstance(state, Miss)
+    live = httpx.Headers({"Cache-Control": "private, max-age=60, stale-while-revalidate=300"})
+    core.prompt_fetch(state.key, None).answered(200, live, prompt_json())
+    clock.advance(2)
+    assert isinstance(core.lookup_id("p-1", ref="main"), Stale)
+
+
+def test_non_canonical_uuid_spellings_name_the_same_prompt(clock: FakeClock) -> None:
+    core = make_core(clock)
+    canonical = "550e8400-e29b-41d4-a716-446655440000"
+    for spelling in (canonical.upper(), "{" + canonical + "}", canonical.replace("-", "")):
+        state = core.lookup_id(spelling)
+        assert isinstance(state, Miss)
+        step = core.prompt_fetch(state.key, None).answered(
+            200, httpx.Headers(), prompt_json(id=canonical)
+        )
+        assert isinstance(step, Done), step
 
 
 # Retries ---------------------------------------------------------------------------------------

@@ -146,6 +146,26 @@ def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
     return any(tag == etag for tag in _ENTITY_TAG.findall(if_none_match))
 
 
+_ENCODED_SLASH = _error(
+    404, "NOT_FOUND", "not found: a prompt id or name never holds an encoded '/' (%2F)"
+)
+
+
+class _App(Starlette):
+    """Starlette, refusing encoded slashes before routing.
+
+    Routes are matched on the decoded path, where an encoded '/' (which clients send for an
+    id or name holding one) would read as a separator and reach another route, or a 405.
+    No id or name holds a '/': such a request finds nothing."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw_path = scope.get("raw_path")
+        if raw_path and b"%2" in raw_path and (b"%2f" in raw_path or b"%2F" in raw_path):
+            await _ENCODED_SLASH(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 class _Endpoint:
     """A route endpoint that is a plain ASGI app: Starlette passes scope, receive, send
     straight through, without building a `Request` or a handler wrapper."""
@@ -549,7 +569,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/health", _Endpoint(server.health), methods=["GET"]),
         Route("/openapi.json", _Endpoint(server.openapi_json), methods=["GET"]),
     ]
-    app = Starlette(
+    app = _App(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,

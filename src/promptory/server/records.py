@@ -34,7 +34,11 @@ logger = logging.getLogger("promptory.server")
 
 def dump_json(value: Any) -> bytes:
     """JSON bytes as the server sends them: UTF-8, compact."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: only an ASCII escape can carry it
+        return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 @dataclass(frozen=True, eq=False)

@@ -382,14 +382,6 @@ class Layout:
             return None
         return parts[0], parts[1], stem
 
-    def descend(self, depth: int, name: str) -> bool:
-        """Whether a directory `name` at `depth` (0 = root) may hold prompts."""
-        if name.startswith("."):
-            return False
-        if self.single is None and depth < 2:
-            return is_valid_name(name)
-        return True
-
 
 class _Index:
     """The mutable dicts a snapshot is built from."""
@@ -660,11 +652,6 @@ class PromptStore:
     def snapshot(self) -> Snapshot:
         """The snapshot of the ref's current commit (take it once per request)."""
         return self._snapshot
-
-    @property
-    def single_app(self) -> tuple[str, str] | None:
-        """(org, app) in single-app mode, else None."""
-        return self._builder.layout.single
 
     # --- resolving refs --------------------------------------------------------------------
 
