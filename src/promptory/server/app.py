@@ -11,8 +11,9 @@ Rules of this module:
 * Every error has one envelope, ``{"error": {"code": "...", "message": "..."}}``, including
   Starlette's own 404, 405 and 500 (exception handlers). `openapi.ERROR_CODES` lists the
   codes.
-* Order of checks: authentication (401), rate limit (429), request shape (400, 413), ref
-  (404), scope (403), lookup (404).
+* Order of checks: authentication (401), rate limit (429), request shape (400, 413), then
+  the scope (403) as soon as the org and app are known — from the path for by-name, before
+  the ref (404) and the lookup (404); from the prompt found, for by-id and render.
 * ``If-None-Match`` follows RFC 9110: weak comparison, lists, ``*``. A 304 carries the ETag
   and Cache-Control of the 200 it stands for.
 * An empty query value counts as not given (``?org=&app=`` lists everything).
