@@ -634,7 +634,7 @@ class CompiledTemplate:
         strict = self._strict
         if strict is None:
             strict = self._strict = Template.from_code(
-                _STRICT_ENV, self._code, _STRICT_ENV.make_globals(None)
+                _STRICT_ENV, self._code, _globals(_STRICT_ENV)
             )
         return strict
 
@@ -674,6 +674,13 @@ _COMPILED_LOCK = threading.Lock()
 _COMPILED_MAX = 1024
 
 
+def _globals(environment: Environment) -> dict[str, Any]:
+    """The template globals as a plain dict. Jinja hands templates a `ChainMap` over the
+    environment's globals, which every render copies item by item in Python; ours never
+    change after the environment is built, so one flat copy serves every render."""
+    return dict(environment.make_globals(None))
+
+
 def compile_body(body: str, *, label: str | None = None) -> CompiledTemplate:
     """Compile a prompt body in the shared sandbox, or return the copy compiled before.
 
@@ -694,7 +701,7 @@ def compile_body(body: str, *, label: str | None = None) -> CompiledTemplate:
             code="TEMPLATE_SYNTAX_ERROR",
             prompt=label,
         ) from exc
-    template = Template.from_code(_ENV, code, _ENV.make_globals(None))
+    template = Template.from_code(_ENV, code, _globals(_ENV))
     compiled = CompiledTemplate(body, code, template, references)
     with _COMPILED_LOCK:
         _COMPILED[body] = compiled
