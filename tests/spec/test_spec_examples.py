@@ -11,13 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from support.gitrepo import PromptRepo
-from support.servers import RunningServer, copy_examples
+from support.servers import copy_examples
 
 QUICK_START = """
 from promptory import PromptClient
@@ -170,9 +178,49 @@ async def generate_meditation(user, vision):
 """
 
 
-@pytest.fixture(scope="module")
-def spec_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A server over the example prompts plus the spec's placeholder org_name/app_name."""
+@dataclass
+class ServeCommand:
+    """`promptory serve` running as its own process: what the examples need of a server."""
+
+    url: str
+    api_key: str
+
+
+@contextlib.contextmanager
+def serve_command(repo: PromptRepo, api_key: str) -> Iterator[ServeCommand]:
+    """Run ``python -m promptory serve`` over `repo` on a free loopback port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PROMPTORY_API_KEYS": api_key}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "promptory", "serve", str(repo.path), "--port", str(port),
+         "--keys-file", str(repo.path.parent / "no-keys.json"), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("promptory serve did not start") from None
+                time.sleep(0.05)
+        yield ServeCommand(url, api_key)
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+@pytest.fixture(scope="module", params=["in-process", "serve-command"])
+def spec_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A server over the example prompts plus the spec's placeholder org_name/app_name: the
+    app in a thread, then the real `promptory serve` command."""
     from promptory.server.keys import generate_key
     from support.servers import running_server
 
@@ -181,11 +229,15 @@ def spec_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     repo.write_prompt("org_name", "app_name", "prompt_name", "A prompt named {{ what }}.")
     repo.commit("the spec's prompts")
     key = "pm_live_" + generate_key().removeprefix("pm_live_")
-    with running_server(repo, key) as server:
-        yield server
+    if request.param == "in-process":
+        with running_server(repo, key) as server:
+            yield server
+    else:
+        with serve_command(repo, key) as command:
+            yield command
 
 
-def run_example(code: str, server: RunningServer, namespace: dict[str, Any]) -> str:
+def run_example(code: str, server: Any, namespace: dict[str, Any]) -> str:
     """Execute an example with the server's URL and key; return what it printed."""
     code = (
         code.replace("http://localhost:8000", server.url)
@@ -198,7 +250,7 @@ def run_example(code: str, server: RunningServer, namespace: dict[str, Any]) -> 
     return out.getvalue()
 
 
-def test_quick_start(spec_server: RunningServer) -> None:
+def test_quick_start(spec_server: Any) -> None:
     namespace: dict[str, Any] = {}
     printed = run_example(QUICK_START, spec_server, namespace)
     assert printed.startswith("meditation_script_relax\n")
@@ -206,19 +258,19 @@ def test_quick_start(spec_server: RunningServer) -> None:
     assert "I am confident" in namespace["rendered"]
 
 
-def test_context_manager(spec_server: RunningServer) -> None:
+def test_context_manager(spec_server: Any) -> None:
     namespace: dict[str, Any] = {}
     run_example("from promptory import PromptClient\n", spec_server, namespace)
     printed = run_example(CONTEXT_MANAGER, spec_server, namespace)
     assert printed == "Hey Alice, welcome back to MyApp.\n\n"  # the body ends with a newline
 
 
-def test_async_client(spec_server: RunningServer) -> None:
+def test_async_client(spec_server: Any) -> None:
     assert run_example(ASYNC_CLIENT, spec_server, {}) == "Hey Alice, welcome back to MyApp.\n\n"
 
 
 def test_options_fetching_prompt_object_cache_and_errors_in_sequence(
-    spec_server: RunningServer,
+    spec_server: Any,
 ) -> None:
     namespace: dict[str, Any] = {}
     run_example("from promptory import PromptClient\n", spec_server, namespace)
@@ -244,7 +296,7 @@ def test_options_fetching_prompt_object_cache_and_errors_in_sequence(
 
 
 def test_cache_invalidate_example_removes_the_prompt_fetched_by_id_and_by_name(
-    spec_server: RunningServer,
+    spec_server: Any,
 ) -> None:
     namespace: dict[str, Any] = {}
     run_example("from promptory import PromptClient\n", spec_server, namespace)
@@ -272,7 +324,7 @@ class _LLM:
         return type("Response", (), {"text": "a calm script"})()
 
 
-def test_integration_example(spec_server: RunningServer) -> None:
+def test_integration_example(spec_server: Any) -> None:
     llm = _LLM()
     namespace: dict[str, Any] = {"llm": llm}
     run_example(INTEGRATION, spec_server, namespace)
