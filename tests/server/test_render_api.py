@@ -160,15 +160,21 @@ def test_slow_template_is_stopped_and_does_not_stall_other_requests(
     with server.client() as client:
         pid = prompt_id(client, "myorg", "myapp", "slow")
         result: dict[str, httpx.Response] = {}
-        worker = threading.Thread(target=lambda: result.update(r=render(client, pid, json={})))
+        finished: dict[str, float] = {}
+
+        def render_slowly() -> None:
+            result["r"] = render(client, pid, json={})
+            finished["render"] = time.monotonic()
+
+        worker = threading.Thread(target=render_slowly)
         worker.start()
         time.sleep(0.05)  # let the render start
-        started = time.monotonic()
         health = httpx.get(f"{server.url}/health", timeout=5)
-        health_seconds = time.monotonic() - started
+        finished["health"] = time.monotonic()
         worker.join(10)
     assert health.status_code == 200
-    assert health_seconds < 0.3
+    # Ordering, not a stopwatch: the health check is answered while the render still runs.
+    assert finished["health"] < finished["render"]
     assert result["r"].status_code == 400
     assert "longer than" in result["r"].json()["error"]["message"]
 
