@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from ._core import ClientCore, ClientOptions, mask_key, user_agent
+from .exceptions import PromptoryError
 from .snapshot import Snapshot
 
 __all__ = ["ClientBase"]
@@ -47,6 +48,10 @@ class ClientBase:
     def base_url(self) -> str:
         """The server's URL, without a trailing slash."""
         return self._core.options.base_url
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PromptoryError(f"the {type(self).__name__} was closed; create a new one")
 
     def _headers(self) -> dict[str, str]:
         return {

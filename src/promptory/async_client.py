@@ -315,7 +315,3 @@ class AsyncPromptClient(ClientBase):
                 continue
             assert isinstance(step, Fail)
             raise step.error
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise PromptoryError("the AsyncPromptClient was closed; create a new one")

@@ -382,10 +382,6 @@ class PromptClient(ClientBase):
             assert isinstance(step, Fail)
             raise step.error
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise PromptoryError("the PromptClient was closed; create a new one")
-
     def _after_fork_in_child(self) -> None:
         # Locks may have been held by threads that do not exist in the child; the pool's
         # threads are gone; the connections are shared with the parent. Start over, keeping
