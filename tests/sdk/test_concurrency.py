@@ -91,12 +91,14 @@ def test_stale_hits_on_many_keys_do_not_grow_the_thread_count(legacy: LegacyServ
         for prompt_id in ids:
             client.get(prompt_id)
         wait_until(lambda: client.cache_stats()["stale_entries"] == 40, what="staleness")
-        before = threading.active_count()
         legacy.delay = 0.05
+        most = 0
         for _ in range(5):
             for prompt_id in ids:
                 client.get(prompt_id)
-        assert threading.active_count() <= before + 2
+                ours = [t for t in threading.enumerate() if t.name.startswith("promptory")]
+                most = max(most, len(ours))
+        assert 1 <= most <= 2  # the pool of background_workers, whatever the number of keys
         wait_until(lambda: client.cache_stats()["in_flight"] == 0, timeout=20, what="revalidations")
 
 
