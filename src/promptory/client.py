@@ -115,6 +115,8 @@ class PromptClient(ClientBase):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._executor: ThreadPoolExecutor | None = None
+        # Named per client, so a process with several clients can tell their threads apart.
+        self._pool_name = f"promptory-revalidate-{id(self):x}"
         _LIVE_CLIENTS.add(self)
         if prefetch:
             for label, error in self.prefetch(prefetch).items():
@@ -317,7 +319,7 @@ class PromptClient(ClientBase):
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
                     max_workers=self._core.options.background_workers,
-                    thread_name_prefix="promptory-revalidate",
+                    thread_name_prefix=self._pool_name,
                 )
             executor = self._executor
         self._core.revalidations += 1

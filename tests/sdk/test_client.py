@@ -25,6 +25,7 @@ from promptory import (
 from .conftest import API_KEY, SdkFactory, wait_until
 from .legacy_server import LegacyPrompt, LegacyServer
 
+
 def client_threads() -> set[int | None]:
     """The threads promptory's clients started (the test servers have threads of their own)."""
     return {t.ident for t in threading.enumerate() if t.name.startswith("promptory")}
