@@ -511,7 +511,7 @@ class ClientCore:
         if callable(value) and not isinstance(value, Prompt):
             value = value(error)
         if isinstance(value, Prompt):
-            return value if value.is_fallback else _replace_fallback(value)
+            return value if value.is_fallback else replace(value, is_fallback=True)
         if isinstance(value, str):
             if key[0] == "id":
                 return Prompt(id=key[1], name=key[1], body=value, is_fallback=True)
@@ -580,10 +580,6 @@ class ClientCore:
         removed = self.cache.invalidate(name)
         cache_logger.debug("invalidated %d entries matching %r", removed, name)
         return removed
-
-
-def _replace_fallback(prompt: Prompt) -> Prompt:
-    return replace(prompt, is_fallback=True)
 
 
 def path_segment(value: Any, what: str) -> str:

@@ -581,18 +581,15 @@ class _DropGuardedUses(NodeTransformer):
 
 @dataclass(frozen=True)
 class TemplateInfo:
-    """What a body's syntax tree tells about it.
+    """The variables a body's syntax tree shows (its references are on `CompiledTemplate`).
 
     Attributes:
         variables: every top-level variable the body reads, sorted.
         required: the variables it reads without an `is defined` or `default` guard, sorted.
-        references: the names it includes, imports or extends, in order; None stands for a
-            name computed at run time.
     """
 
     variables: tuple[str, ...]
     required: tuple[str, ...]
-    references: tuple[str | None, ...]
 
 
 class CompiledTemplate:
@@ -625,7 +622,7 @@ class CompiledTemplate:
         never needs them, so a body is parsed for them only when asked)."""
         info = self._info
         if info is None:
-            info = self._info = _analyse(self.body, self.references)
+            info = self._info = _analyse(self.body)
         return info
 
     @property
@@ -639,7 +636,7 @@ class CompiledTemplate:
         return strict
 
 
-def _analyse(body: str, references: tuple[str | None, ...]) -> TemplateInfo:
+def _analyse(body: str) -> TemplateInfo:
     tree = _PLAIN_ENV.parse(body)
     variables = meta.find_undeclared_variables(tree)
     relaxed = _DropGuardedUses().visit(_PLAIN_ENV.parse(body))
@@ -647,7 +644,6 @@ def _analyse(body: str, references: tuple[str | None, ...]) -> TemplateInfo:
     return TemplateInfo(
         variables=tuple(sorted(variables)),
         required=tuple(sorted(required)),
-        references=references,
     )
 
 
