@@ -18,9 +18,13 @@ Rules of this module:
   prepared JSON) is kept. Otherwise the snapshot is rebuilt, reusing parsed texts by blob id.
 * Bad files never take the others down: a file that cannot be read or parsed is skipped and
   listed in `Snapshot.problems()`.
-* Duplicates. Of the valid files sharing an id, or sharing (org, app, name, environment),
-  the first by path order is served and each later one is reported as a duplicate and not
-  served at all (not even by its own id).
+* Duplicates. Of the valid files sharing (org, app, name, environment), the first by path
+  order is served. Who holds an id that several files claim is `claims`' rule: a derived id
+  belongs to its own app; among explicit claims from several apps, the longest-running
+  claim (first-parent commits) holds it and a tie leaves it to none; within the holding app
+  the first valid file by path order. Every file that loses is reported and not served at
+  all (not even by its own id); a file that keeps an id another app also claims is reported
+  too, so both apps see the conflict.
 * Lookup by name without an environment gives the most promoted active variant:
   production, else staging, else development. With an environment, exactly that variant,
   if active. Inactive prompts are served by id only.
@@ -42,7 +46,8 @@ from typing import Any, Final
 import pygit2
 
 from ..prompt import ENVIRONMENTS
-from .files import PromptFileError, PromptText, canonical_id, is_valid_name
+from .claims import ClaimHistory
+from .files import MAX_FILE_BYTES, PromptFileError, PromptText, canonical_id, is_valid_name
 from .history import History, change_of, changes_since
 from .records import PromptRecord
 
@@ -122,12 +127,34 @@ def _winner(candidates: tuple[PromptRecord, ...], work: bool) -> PromptRecord | 
     return None
 
 
+def _kept_message(prompt_id: str) -> str:
+    return (
+        f"id {prompt_id} is also claimed by a file of another app; this file keeps it and "
+        "is served (the other is not)"
+    )
+
+
+def _eligible(claims: tuple[PromptRecord, ...], holder: _Holder) -> tuple[PromptRecord, ...]:
+    """The claims of one id that may hold it (see `claims` for the rule)."""
+    derived = tuple(record for record in claims if record.text.keys.id is None)
+    if derived:
+        return derived
+    places = sorted({(record.org, record.app) for record in claims})
+    if len(places) == 1:
+        return claims
+    won = holder(claims[0].id, places)
+    return tuple(record for record in claims if (record.org, record.app) == won)
+
+
 def _finished(result: PromptRecord | Pending | None) -> PromptRecord | None:
     assert not isinstance(result, Pending)  # lookups that may parse never answer PENDING
     return result
 
 
 _NameKey = tuple[str, str, str, str]
+_Place = tuple[str, str]
+# Who holds an id claimed by files of several apps: (id, the claiming apps) -> holder or None.
+_Holder = Callable[[str, list[_Place]], _Place | None]
 # A file skipped while indexing: its org, its app, and why.
 _Skipped = tuple[str, str, str]
 
@@ -152,6 +179,7 @@ class Snapshot:
         by_id: dict[str, tuple[PromptRecord, ...]],
         by_key: dict[_NameKey, tuple[PromptRecord, ...]],
         apps: dict[tuple[str, str], int],
+        eligible: dict[str, tuple[PromptRecord, ...]] | None = None,
     ) -> None:
         self.commit = commit
         self.ref = ref
@@ -161,6 +189,8 @@ class Snapshot:
         self._by_id = by_id
         self._by_key = by_key
         self._apps = apps
+        # For each id claimed by more than one file: the claims that may hold it.
+        self._eligible = eligible or {}
 
     @classmethod
     def empty(cls, ref: str) -> Snapshot:
@@ -202,10 +232,15 @@ class Snapshot:
         by_name = _winner(self._by_key[key], work)
         if by_name is not record:
             return by_name if by_name is PENDING else None
-        by_id = _winner(self._by_id[record.id], work)
+        by_id = _winner(self._id_claims(record.id), work)
         if by_id is not record:
             return by_id if by_id is PENDING else None
         return record
+
+    def _id_claims(self, prompt_id: str) -> tuple[PromptRecord, ...]:
+        """The records that may hold `prompt_id`, in path order."""
+        eligible = self._eligible.get(prompt_id)
+        return self._by_id[prompt_id] if eligible is None else eligible
 
     def peek_by_id(self, prompt_id: str) -> PromptRecord | Pending | None:
         """The prompt with this id, None, or PENDING when finding out needs a parse."""
@@ -251,10 +286,10 @@ class Snapshot:
         candidates = self._by_id.get(prompt_id)
         if candidates is None:
             canonical = canonical_id(prompt_id)
-            candidates = self._by_id.get(canonical) if canonical else None
-            if candidates is None:
+            if canonical is None or canonical not in self._by_id:
                 return None
-        return self._pick(candidates, work, active_only=False)
+            prompt_id = canonical
+        return self._pick(self._id_claims(prompt_id), work, active_only=False)
 
     def _by_name_lookup(
         self, org: str, app: str, name: str, environment: str | None, work: bool
@@ -319,6 +354,8 @@ class Snapshot:
                 problems.append(Problem(record.path, exc.message))
                 continue
             if self._served(record, True) is record:
+                if record.id in self._eligible and self._shared_across_apps(record.id):
+                    problems.append(Problem(record.path, _kept_message(record.id)))
                 continue
             key = (record.org, record.app, record.name, record.environment)
             by_name = _winner(self._by_key[key], True)
@@ -329,12 +366,44 @@ class Snapshot:
                     f"{by_name.path} is served instead"
                 )
             else:
-                by_id = _winner(self._by_id[record.id], True)
-                assert isinstance(by_id, PromptRecord)
-                message = f"duplicate id {record.id}: {by_id.path} is served instead"
+                message = self._id_loss(record)
             problems.append(Problem(record.path, message))
         problems.sort(key=attrgetter("path"))
         return problems
+
+    def _shared_across_apps(self, prompt_id: str) -> bool:
+        claims = self._by_id[prompt_id]
+        first = claims[0]
+        return any((r.org, r.app) != (first.org, first.app) for r in claims)
+
+    def _id_loss(self, record: PromptRecord) -> str:
+        """Why `record`, valid and first for its name, does not hold its id."""
+        prompt_id = record.id
+        eligible = self._id_claims(prompt_id)
+        if record in eligible:
+            holder = _winner(eligible, True)
+            assert isinstance(holder, PromptRecord)
+            return f"duplicate id {prompt_id}: {holder.path} is served instead"
+        new_id = "give this file a new UUID (or remove 'id:' to derive one from its name)"
+        if not eligible:
+            return (
+                f"id {prompt_id} is claimed by files of more than one app since the same "
+                f"commit, so none of them is served; {new_id}"
+            )
+        if eligible[0].text.keys.id is None:
+            where = (
+                eligible[0].path
+                if (eligible[0].org, eligible[0].app) == (record.org, record.app)
+                else "a prompt of another app"
+            )
+            return (
+                f"id {prompt_id} is the id {where} derives from its name; an 'id:' cannot "
+                f"take it: {new_id}"
+            )
+        return (
+            f"id {prompt_id} is held by another app, which claimed it first; this file is "
+            f"not served: {new_id}"
+        )
 
     def skipped_problems(self) -> list[Problem]:
         """The files skipped while indexing (unreadable), without parsing any more."""
@@ -393,18 +462,24 @@ class _Index:
             self.by_id: dict[str, tuple[PromptRecord, ...]] = {}
             self.by_key: dict[_NameKey, tuple[PromptRecord, ...]] = {}
             self.apps: dict[tuple[str, str], int] = {}
+            self.contested: set[str] = set()
         else:
             self.records = dict(base._records)
             self.skipped = dict(base._skipped)
             self.by_id = dict(base._by_id)
             self.by_key = dict(base._by_key)
             self.apps = dict(base._apps)
+            self.contested = set(base._eligible)
 
     def add(self, record: PromptRecord) -> None:
         self.records[record.path] = record
         key = (record.org, record.app, record.name, record.environment)
         present = self.by_id.get(record.id)
-        self.by_id[record.id] = _by_path((*present, record)) if present else (record,)
+        if present:
+            self.by_id[record.id] = _by_path((*present, record))
+            self.contested.add(record.id)
+        else:
+            self.by_id[record.id] = (record,)
         present = self.by_key.get(key)
         self.by_key[key] = _by_path((*present, record)) if present else (record,)
         place = (record.org, record.app)
@@ -425,6 +500,7 @@ class _Index:
             apps[place] = apps.get(place, 0) + 1
         # Groups of one (nearly all) need no sorting.
         self.by_id = {k: _by_path(g) if len(g) > 1 else (g[0],) for k, g in by_id.items()}
+        self.contested = {k for k, g in by_id.items() if len(g) > 1}
         self.by_key = {k: _by_path(g) if len(g) > 1 else (g[0],) for k, g in by_key.items()}
 
     def remove(self, path: str) -> None:
@@ -437,6 +513,8 @@ class _Index:
             self.by_id[record.id] = rest
         else:
             del self.by_id[record.id]
+        if len(rest) < 2:
+            self.contested.discard(record.id)
         key = (record.org, record.app, record.name, record.environment)
         others = tuple(r for r in self.by_key[key] if r is not record)
         if others:
@@ -449,7 +527,8 @@ class _Index:
         else:
             self.apps[place] -= 1
 
-    def snapshot(self, commit: Any, ref: str) -> Snapshot:
+    def snapshot(self, commit: Any, ref: str, holder: _Holder) -> Snapshot:
+        eligible = {key: _eligible(self.by_id[key], holder) for key in self.contested}
         change = change_of(commit)
         return Snapshot(
             commit=change.sha,
@@ -460,15 +539,26 @@ class _Index:
             by_id=self.by_id,
             by_key=self.by_key,
             apps=self.apps,
+            eligible=eligible,
         )
 
 
 class _Builder:
     """Builds snapshots from commits. Callers hold the store's lock."""
 
-    def __init__(self, lock: threading.RLock, layout: Layout) -> None:
+    def __init__(self, repo: Any, lock: threading.RLock, layout: Layout) -> None:
         self.lock = lock
         self.layout = layout
+        self.odb = repo.odb
+        self.claims = ClaimHistory(repo, lock)
+
+    def holder(self, commit: Any) -> _Holder:
+        """Who holds an id claimed by several apps at `commit` (see `claims`)."""
+
+        def holder(prompt_id: str, places: list[_Place]) -> _Place | None:
+            return self.claims.holder(commit, prompt_id, places)
+
+        return holder
 
     def read(
         self,
@@ -491,8 +581,15 @@ class _Builder:
         blob_id = str(entry.id)
         text = texts.get(blob_id)
         if text is None:
-            # Reading `entry.size` first would load the blob twice; PromptText refuses
-            # oversized data before decoding it.
+            # The size comes from the object header, so an oversized blob is never loaded.
+            size = self.odb.read_header(entry.id)[1]
+            if size > MAX_FILE_BYTES:
+                index.skipped[path] = (
+                    org,
+                    app,
+                    f"file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes",
+                )
+                return None
             try:
                 text = PromptText(entry.data)
             except PromptFileError as exc:
@@ -550,7 +647,7 @@ class _Builder:
         else:
             walk(commit.tree, "", single[0], single[1], 2)
         index.add_all(records)
-        return index.snapshot(commit, ref)
+        return index.snapshot(commit, ref, self.holder(commit))
 
     def incremental(self, commit: Any, ref: str, base: Snapshot, base_commit: Any) -> Snapshot:
         """Re-index only what changed since `base` (whose commit is a first-parent ancestor
@@ -578,7 +675,7 @@ class _Builder:
             record = self.read(index, path, place, entry, entry.filemode, history, texts)
             if record is not None:
                 index.add(record)
-        return index.snapshot(commit, ref)
+        return index.snapshot(commit, ref, self.holder(commit))
 
 
 class PromptStore:
@@ -627,11 +724,11 @@ class PromptStore:
         self.poll_interval = poll_interval
         self.prepare_in_background = prepare_in_background
         self._lock = threading.RLock()
-        self._builder = _Builder(self._lock, Layout(org, app))
         try:
             self._repo = pygit2.Repository(path)
         except (pygit2.GitError, KeyError, ValueError) as exc:
             raise StoreError(f"{path} is not a git repository ({exc})") from None
+        self._builder = _Builder(self._repo, self._lock, Layout(org, app))
         self._cache: OrderedDict[str, Snapshot] = OrderedDict()
         self._cache_size = snapshot_cache
         self._thread: threading.Thread | None = None
