@@ -250,10 +250,11 @@ def test_ref_by_tag_serves_the_tagged_commit(server: RunningServer) -> None:
         assert by_name.json()["body"] != "new\n"
 
 
-def test_ref_by_branch_is_served_but_not_cached_for_good(server: RunningServer) -> None:
-    server.repo.branch("stable")
+def test_ref_naming_the_served_branch_is_served_but_not_cached_for_good(
+    server: RunningServer,
+) -> None:
     with server.client() as client:
-        response = client.get(f"/api/v1/prompts/{MEDITATION_ID}", params={"ref": "stable"})
+        response = client.get(f"/api/v1/prompts/{MEDITATION_ID}", params={"ref": "main"})
         assert response.status_code == 200
         assert response.headers["cache-control"] == LIVE
 

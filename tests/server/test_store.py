@@ -238,21 +238,26 @@ def test_unknown_ref_is_an_error_naming_it(repo: PromptRepo) -> None:
         assert caught.value.ref == ref
 
 
-def test_snapshot_at_a_tag_is_pinned_and_a_branch_is_not(repo: PromptRepo) -> None:
+def test_snapshot_at_a_tag_or_commit_is_pinned_and_the_served_branch_is_not(
+    repo: PromptRepo,
+) -> None:
     repo.write_prompt("o", "a", "p", "old\n")
     old = repo.commit()
     repo.tag("v1", annotated=True)
-    repo.branch("stable")
     repo.write_prompt("o", "a", "p", "new\n")
-    repo.commit()
+    new = repo.commit()
     store = store_of(repo)
-    for ref, pinned in (("v1", True), (old, True), (old[:10], True), ("stable", False)):
+    for ref in ("v1", old, old[:10], old[:7].upper()):
         resolved = store.snapshot_at(ref)
         assert resolved.snapshot.commit == old
-        assert resolved.pinned is pinned
+        assert resolved.pinned is True
         record = resolved.snapshot.find_by_name("o", "a", "p")
         assert record is not None
         assert record.served().file.body == "old\n"
+    for ref in ("HEAD", "main", "refs/heads/main"):
+        resolved = store.snapshot_at(ref)
+        assert resolved.snapshot.commit == new
+        assert resolved.pinned is False
 
 
 def test_store_follows_a_branch_given_as_ref(repo: PromptRepo) -> None:

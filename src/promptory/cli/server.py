@@ -51,6 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app=args.app,
         rate_limit=args.rate_limit,
         poll_interval=args.poll_interval,
+        ref_reads=args.ref_reads,
     )
     try:
         app = app_module.create_app(settings)
@@ -75,6 +76,13 @@ def add_serve(commands: Subcommands[argparse.ArgumentParser]) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     serve.add_argument(
         "--ref", default="HEAD", help="branch, tag or commit to serve (default %(default)s)"
+    )
+    serve.add_argument(
+        "--no-ref-reads",
+        dest="ref_reads",
+        action="store_false",
+        help="refuse ?ref= (400 REF_READS_DISABLED); by default it reads tags and commits "
+        "the served ref holds in its history",
     )
     serve.add_argument("--org", help="single-app repository: its org (with --app)")
     serve.add_argument("--app", help="single-app repository: its app (with --org)")

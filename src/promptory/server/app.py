@@ -78,6 +78,8 @@ class ServerSettings:
         poll_interval: seconds between checks of the ref for new commits.
         max_body: largest render request body, in bytes.
         prepare_in_background: parse not-yet-requested prompts between polls.
+        ref_reads: answer ``?ref=`` (tags and commits the served ref holds); when False,
+            a request with ``?ref=`` gets 400 ``REF_READS_DISABLED``.
     """
 
     repo: str | os.PathLike[str]
@@ -89,6 +91,7 @@ class ServerSettings:
     poll_interval: float = 0.5
     max_body: int = 1024 * 1024
     prepare_in_background: bool = True
+    ref_reads: bool = True
 
 
 class _Prebuilt(Response):
@@ -262,6 +265,13 @@ class _Server:
         ref = query.get("ref")
         if ref is None:
             return self.store.snapshot, False
+        if not self.settings.ref_reads:
+            return _error(
+                400,
+                "REF_READS_DISABLED",
+                "this server does not answer ?ref= (it runs with --no-ref-reads); ask "
+                "without it for the commit served",
+            )
         try:
             resolved = await run_in_threadpool(self.store.snapshot_at, ref)
         except RefNotFoundError as exc:

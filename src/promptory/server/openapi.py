@@ -22,7 +22,7 @@ __all__ = ["ERROR_CODES", "openapi_document"]
 
 #: Every error code the server sends, by HTTP status.
 ERROR_CODES: dict[int, tuple[str, ...]] = {
-    400: ("RENDER_ERROR", "INVALID_BODY", "INVALID_ENVIRONMENT"),
+    400: ("RENDER_ERROR", "INVALID_BODY", "INVALID_ENVIRONMENT", "REF_READS_DISABLED"),
     401: ("UNAUTHORIZED",),
     403: ("FORBIDDEN",),
     404: ("PROMPT_NOT_FOUND", "APP_NOT_FOUND", "REF_NOT_FOUND", "NOT_FOUND"),
@@ -135,7 +135,8 @@ def _schemas() -> dict[str, Any]:
                 "problems": {
                     "type": "array",
                     "items": problem,
-                    "description": "Files not served, and why.",
+                    "description": "Files not served, and why; and served files whose id "
+                    "a file of another app also claims.",
                 },
             }
         ),
@@ -257,7 +258,8 @@ def _parameters() -> dict[str, Any]:
         ),
         "Ref": query(
             "ref",
-            "Serve from this commit id, tag or branch instead of the current commit.",
+            "Serve from a tag or commit id (7 to 40 hex digits) that the served ref holds "
+            "in its history, or the served ref by name, instead of the current commit.",
             {"type": "string"},
         ),
         "IfNoneMatch": {

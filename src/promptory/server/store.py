@@ -53,6 +53,7 @@ from .records import PromptRecord
 
 __all__ = [
     "Layout",
+    "MIN_SHA_LENGTH",
     "PENDING",
     "PROMOTION_ORDER",
     "Pending",
@@ -76,6 +77,11 @@ _MODE_COMMIT = 0o160000
 # A ref a client may ask for: branch and tag names and hex ids, none of git's rev syntax
 # (`~`, `^`, `@{}`, `:`), which could search history or name a file.
 _CLIENT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]{0,199}")
+#: The fewest hex digits a commit id given as ``?ref=`` may have.
+MIN_SHA_LENGTH = 7
+_COMMIT_ID = re.compile(rf"[0-9a-fA-F]{{{MIN_SHA_LENGTH},40}}")
+# How many (served commit, asked commit) reachability answers are kept.
+_REACHABILITY_CACHE = 1024
 # How many first parents an incremental re-index follows to find the old commit.
 _INCREMENTAL_LIMIT = 256
 
@@ -730,6 +736,7 @@ class PromptStore:
             raise StoreError(f"{path} is not a git repository ({exc})") from None
         self._builder = _Builder(self._repo, self._lock, Layout(org, app))
         self._cache: OrderedDict[str, Snapshot] = OrderedDict()
+        self._reachability: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self._cache_size = snapshot_cache
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -793,30 +800,28 @@ class PromptStore:
         return True
 
     def snapshot_at(self, ref: str) -> ResolvedRef:
-        """The snapshot of the commit a client's ref (commit id, tag or branch) names.
+        """The snapshot a client's ``?ref=`` names: the served ref itself (by its name), a
+        tag, or a commit id of at least `MIN_SHA_LENGTH` hex digits, whose commit is the
+        served commit or one of its ancestors. Never another branch, a stash, a remote or
+        a commit the served history does not hold (an unknown and an unreachable commit get
+        the same answer).
 
         Snapshots of other commits are built on demand and a few are kept (LRU).
 
         Raises:
-            RefNotFoundError: the ref is malformed or names no commit.
+            RefNotFoundError: the ref is malformed, names no commit, or one that is not
+                readable by that rule.
         """
         if _CLIENT_REF.fullmatch(ref) is None or ".." in ref or "//" in ref:
-            raise RefNotFoundError(ref, "not a branch, tag or commit id")
+            raise RefNotFoundError(ref, "not a tag or a commit id")
         with self._lock:
-            try:
-                target, reference = self._repo.revparse_ext(ref)
-            except (KeyError, ValueError, pygit2.GitError) as exc:
-                reason = "ambiguous" if "ambiguous" in str(exc) else "no such branch, tag or commit"
-                raise RefNotFoundError(ref, reason) from None
-            try:
-                commit = target.peel(pygit2.Commit)
-            except (pygit2.GitError, ValueError, TypeError):
-                raise RefNotFoundError(ref, "does not name a commit") from None
-            pinned = reference is None or reference.name.startswith("refs/tags/")
-            sha = str(commit.id)
             current = self._snapshot
+            if ref in self._served_names():
+                return ResolvedRef(current, False)
+            commit = self._readable_commit(ref, current.commit)
+            sha = str(commit.id)
             if current.commit == sha:
-                return ResolvedRef(current, pinned)
+                return ResolvedRef(current, True)
             snapshot = self._cache.get(sha)
             if snapshot is None:
                 snapshot = self._builder.full(commit, ref, current)
@@ -825,7 +830,64 @@ class PromptStore:
                     self._cache.popitem(last=False)
             else:
                 self._cache.move_to_end(sha)
-            return ResolvedRef(snapshot, pinned)
+            return ResolvedRef(snapshot, True)
+
+    def _served_names(self) -> set[str]:
+        """The names a client may give the served ref by: as configured, and the branch
+        it resolves to (``main`` and ``refs/heads/main`` when serving ``HEAD`` on main)."""
+        names = {self.ref}
+        try:
+            reference = self._repo.lookup_reference_dwim(self.ref).resolve()
+        except (KeyError, ValueError, pygit2.GitError):
+            return names
+        names.add(reference.name)
+        names.add(reference.shorthand)
+        return names
+
+    def _readable_commit(self, ref: str, served: str | None) -> Any:
+        """The commit of a tag or commit id that the served commit holds in its history."""
+        not_readable = (
+            f"not a tag or a commit id ({MIN_SHA_LENGTH} to 40 hex digits) that the served "
+            f"ref {self.ref} holds in its history"
+        )
+        repo = self._repo
+        tag = repo.references.get(f"refs/tags/{ref}")
+        target: Any
+        try:
+            if tag is not None:
+                target = tag.peel(pygit2.Commit)
+            elif _COMMIT_ID.fullmatch(ref):
+                target = repo[ref.lower()]
+            else:
+                raise RefNotFoundError(ref, not_readable)
+        except (KeyError, TypeError) as exc:
+            raise RefNotFoundError(ref, not_readable) from exc
+        except (ValueError, pygit2.GitError) as exc:
+            reason = "ambiguous: give more hex digits" if "ambiguous" in str(exc) else not_readable
+            raise RefNotFoundError(ref, reason) from None
+        try:
+            commit = target.peel(pygit2.Commit)
+        except (pygit2.GitError, ValueError, TypeError):
+            raise RefNotFoundError(ref, "does not name a commit") from None
+        if served is None or not self._reachable(served, str(commit.id)):
+            raise RefNotFoundError(ref, not_readable)
+        return commit
+
+    def _reachable(self, served: str, sha: str) -> bool:
+        """Whether commit `sha` is `served` or one of its ancestors (cached per pair:
+        libgit2 finds it by a merge-base walk, which a repeated request must not redo)."""
+        if sha == served:
+            return True
+        key = (served, sha)
+        known = self._reachability.get(key)
+        if known is None:
+            known = bool(self._repo.descendant_of(served, sha))
+            self._reachability[key] = known
+            if len(self._reachability) > _REACHABILITY_CACHE:
+                self._reachability.popitem(last=False)
+        else:
+            self._reachability.move_to_end(key)
+        return known
 
     # --- polling ---------------------------------------------------------------------------
 
