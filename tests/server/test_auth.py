@@ -113,17 +113,33 @@ def test_app_scoped_key_is_403_elsewhere(
     assert response.json()["error"]["code"] == "FORBIDDEN"
 
 
-def test_scoped_key_is_403_for_another_apps_prompt_by_id_and_render(
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("method", "template"),
+    [("GET", "/api/v1/prompts/{}"), ("POST", "/api/v1/prompts/{}/render")],
+)
+@pytest.mark.parametrize("if_none_match", [None, "*"])
+def test_another_apps_id_answers_exactly_like_an_unknown_id(
     scoped: tuple[RunningServer, str, str],
+    method: str,
+    template: str,
+    if_none_match: str | None,
 ) -> None:
-    server, app_key, org_key = scoped
+    server, _, org_key = scoped
+    headers = {"If-None-Match": if_none_match} if if_none_match else {}
     with server.client(org_key) as client:
-        assert client.get(f"/api/v1/prompts/{MEDITATION_ID}").status_code == 403
-        assert client.post(f"/api/v1/prompts/{MEDITATION_ID}/render").status_code == 403
-    with server.client(app_key) as client:
-        other_id = client.get("/api/v1/prompts/by-name/myorg/myapp/greeting").json()["id"]
-    with server.client(org_key) as client:
-        assert client.get(f"/api/v1/prompts/{other_id}").status_code == 403
+        outside = client.request(method, template.format(MEDITATION_ID), headers=headers)
+        unknown = client.request(method, template.format(UNKNOWN_ID), headers=headers)
+
+    def seen(response: httpx.Response, prompt_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        kept = [(k, v) for k, v in response.headers.multi_items() if k != "date"]
+        return response.status_code, kept, response.content.replace(prompt_id.encode(), b"ID")
+
+    assert seen(outside, MEDITATION_ID) == seen(unknown, UNKNOWN_ID)
+    assert outside.status_code == 404
+    assert b"myorg" not in outside.content
 
 
 def test_org_scoped_key_reads_every_app_of_its_org(scoped: tuple[RunningServer, str, str]) -> None:

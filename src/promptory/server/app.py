@@ -12,8 +12,9 @@ Rules of this module:
   Starlette's own 404, 405 and 500 (exception handlers). `openapi.ERROR_CODES` lists the
   codes.
 * Order of checks: authentication (401), rate limit (429), request shape (400, 413), then
-  the scope (403) as soon as the org and app are known — from the path for by-name, before
-  the ref (404) and the lookup (404); from the prompt found, for by-id and render.
+  the scope (403) as soon as the org and app are known from the path (by-name), before the
+  ref (404) and the lookup (404). By id (get, render) a prompt outside the key's scope
+  answers exactly as an unknown id (404): a key never learns what exists outside it.
 * ``If-None-Match`` follows RFC 9110: weak comparison, lists, ``*``. A 304 carries the ETag
   and Cache-Control of the 200 it stands for.
 * An empty query value counts as not given (``?org=&app=`` lists everything).
@@ -287,6 +288,10 @@ class _Server:
         )
 
     @staticmethod
+    def _unknown_id(prompt_id: str) -> Response:
+        return _error(404, "PROMPT_NOT_FOUND", f"no prompt with id {_echo(prompt_id)!r}")
+
+    @staticmethod
     def _prompt(record: PromptRecord, if_none_match: bytes | None, pinned: bool) -> Response:
         served = record.ready
         assert served is not None  # lookups only return prepared, valid records
@@ -319,11 +324,9 @@ class _Server:
         record = snapshot.peek_by_id(prompt_id)
         if record is PENDING:
             record = await run_in_threadpool(snapshot.find_by_id, prompt_id)
-        if record is None:
-            return _error(404, "PROMPT_NOT_FOUND", f"no prompt with id {_echo(prompt_id)!r}")
-        assert isinstance(record, PromptRecord)
-        if not key.allows(record.org, record.app):
-            return self._forbidden(key, record.org, record.app)
+        # Outside the key's scope an id answers as an unknown one: no existence oracle.
+        if not isinstance(record, PromptRecord) or not key.allows(record.org, record.app):
+            return self._unknown_id(prompt_id)
         return self._prompt(record, if_none_match, pinned)
 
     async def get_by_name(self, scope: Scope, receive: Receive) -> Response:
@@ -375,10 +378,8 @@ class _Server:
         snapshot, _ = found
         prompt_id: str = scope["path_params"]["id"]
         record = await run_in_threadpool(snapshot.find_by_id, prompt_id)
-        if record is None:
-            return _error(404, "PROMPT_NOT_FOUND", f"no prompt with id {_echo(prompt_id)!r}")
-        if not key.allows(record.org, record.app):
-            return self._forbidden(key, record.org, record.app)
+        if record is None or not key.allows(record.org, record.app):
+            return self._unknown_id(prompt_id)
         try:
             text = await run_in_threadpool(self.renderer.render, snapshot, record, variables)
         except (IncludeError, RenderError) as exc:
