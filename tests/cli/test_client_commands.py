@@ -161,3 +161,70 @@ def refused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+OSC52 = "\x1b]52;c;aGVsbG8=\x07"  # "write 'hello' to the clipboard", to a terminal
+
+
+@pytest.fixture
+def hostile(server: RunningServer) -> RunningServer:
+    """A prompt whose tags and body hold terminal escape sequences."""
+    server.repo.write_prompt(
+        "myorg", "myapp", "hostile", f"Hi{OSC52}\n", tags=[OSC52, "ok\nforged"]
+    )
+    server.wait_for_commit(server.repo.commit())
+    return server
+
+
+def test_list_escapes_control_characters_from_the_repository(hostile: RunningServer) -> None:
+    for args in (("list", "myorg/myapp"), ("list", "myorg/myapp", "--json")):
+        result = promptory(hostile, *args)
+        assert result.returncode == 0, result.stderr
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+        assert "forged" in result.stdout
+        assert "\nforged" not in result.stdout
+
+
+def test_get_escapes_metadata_always_and_the_body_only_on_a_terminal(
+    hostile: RunningServer,
+) -> None:
+    piped = promptory(hostile, "get", "myorg/myapp/hostile")
+    header, _, body = piped.stdout.partition("\n\n")
+    assert "\x1b" not in header
+    assert "# tags \\x1b]52;c;aGVsbG8=\\x07, ok\\nforged" in header
+    assert body == f"Hi{OSC52}\n"  # into a pipe or file, byte for byte
+    assert "\\x1b]52" in on_a_terminal(hostile, "get", "myorg/myapp/hostile")
+
+
+def on_a_terminal(server: RunningServer, *args: str) -> str:
+    """What the command writes when its stdout is a terminal (a pseudo-terminal here)."""
+    import pty
+    import select
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTORY_")}
+    env.update(PROMPTORY_BASE_URL=server.url, PROMPTORY_API_KEY=server.api_key)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "promptory", *args],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    try:
+        for _ in range(10_000):  # bounded: each read waits at most 30 s
+            ready, _, _ = select.select([leader], [], [], 30)
+            if not ready:
+                break
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the command ended
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+        process.wait(timeout=60)
+    return b"".join(chunks).decode("utf-8", "replace")

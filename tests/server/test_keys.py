@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from promptory.server.keys import (
     KeyRecord,
     KeyRing,
+    KeysEnvError,
     KeysFileError,
     add_key,
     generate_key,
@@ -76,6 +79,36 @@ def test_keys_from_the_environment_are_unscoped() -> None:
     record = ring.verify(second)
     assert record is not None
     assert record.unscoped
+
+
+@pytest.mark.parametrize(
+    "bad", ["x", "pm_live_short", "sk_live_" + "a" * 43, "pm_live_" + "a" * 40 + " b"]
+)
+def test_an_environment_entry_that_is_not_a_key_is_refused_by_position(bad: str) -> None:
+    good = generate_key()
+    with pytest.raises(KeysEnvError) as caught:
+        KeyRing.from_sources(environ={"PROMPTORY_API_KEYS": f"{good},{bad}"})
+    message = str(caught.value)
+    assert "entry 2 of 2" in message
+    assert bad not in message
+    assert good not in message
+
+
+def test_serve_refuses_a_bad_environment_key_before_starting(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PROMPTORY_API_KEYS"}
+    env["PROMPTORY_API_KEYS"] = "hunter2"
+    env["HOME"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "promptory", "serve", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "PROMPTORY_API_KEYS: entry 1 of 1 is not an API key" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
 
 
 def test_missing_keys_file_holds_no_keys(tmp_path: Path) -> None:

@@ -332,3 +332,13 @@ def test_inactive_prompt_is_served_by_id_only(server: RunningServer) -> None:
         by_id = client.get(f"/api/v1/prompts/{retired['id']}")
     assert by_id.status_code == 200
     assert by_id.json()["active"] is False
+
+
+def test_a_prompt_without_a_role_is_served_as_system_like_the_existing_server(
+    server: RunningServer,
+) -> None:
+    server.repo.write_prompt("myorg", "myapp", "roleless", "Hi\n")
+    server.wait_for_commit(server.repo.commit())
+    with server.client() as client:
+        data = client.get(f"{BY_NAME}/myorg/myapp/roleless").json()
+    assert data["role"] == "system"

@@ -305,3 +305,16 @@ def test_ids_are_stable_across_stores(repo: PromptRepo) -> None:
     assert second is not None
     assert first.id == second.id
     assert re.fullmatch(r"[0-9a-f-]{36}", first.id)
+
+
+def test_a_newline_in_a_file_name_cannot_forge_a_log_line(
+    repo: PromptRepo, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "o/a/x\nCRITICAL promptory.server forged entry.md"
+    repo.write_prompt("o", "a", "x", path=forged)
+    repo.commit()
+    with caplog.at_level("WARNING", logger="promptory.server"):
+        store_of(repo)
+    [message] = [r.getMessage() for r in caplog.records if "not served" in r.getMessage()]
+    assert "\n" not in message
+    assert "o/a/x\\nCRITICAL" in message

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._controls import escape_controls
 from ._common import MissingExtra, Subcommands, fail, import_extra
 
 __all__ = ["Finding", "add_lint", "cmd_lint", "lint_tree"]
@@ -45,7 +46,8 @@ class Finding:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.severity}: {self.message}"
+        # Paths and messages are repository text: a control character is shown escaped.
+        return escape_controls(f"{self.path}:{self.line}: {self.severity}: {self.message}")
 
 
 @dataclass(eq=False)

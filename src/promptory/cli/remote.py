@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._controls import escape_controls, escape_json_controls
 from ..exceptions import PromptoryError
 from ..prompt import ENVIRONMENTS, Prompt
 from ..snapshot import write_snapshot
@@ -43,6 +44,19 @@ def _run(command: Any, args: argparse.Namespace) -> int:
         return fail(str(exc))
 
 
+def _json_text(value: Any) -> str:
+    """JSON for stdout: readable Unicode, with what a terminal would obey escaped."""
+    return escape_json_controls(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _body_text(body: str) -> str:
+    """A body for stdout: byte for byte into a pipe or file; on a terminal, every control
+    character but newline and tab escaped (a body is repository text)."""
+    if sys.stdout.isatty():
+        body = escape_controls(body.replace("\r\n", "\n"), keep="\n\t")
+    return body if body.endswith("\n") else body + "\n"
+
+
 def cmd_get(args: argparse.Namespace) -> int:
     """Print a prompt: its metadata and body, or its JSON."""
 
@@ -50,18 +64,23 @@ def cmd_get(args: argparse.Namespace) -> int:
         client, prompt = _fetch(args)
         with client:
             if args.json:
-                print(json.dumps(prompt.meta, indent=2, ensure_ascii=False))
+                print(_json_text(prompt.meta))
                 return 0
-            print(f"# {prompt.qualified_name}  v{prompt.version}  [{prompt.environment}]")
-            print(f"# id {prompt.id}  type {prompt.type}  role {prompt.role or '-'}")
+            # Metadata lines are repository text: escaped, wherever they go.
+            lines = [f"# {prompt.qualified_name}  v{prompt.version}  [{prompt.environment}]"]
+            lines.append(f"# id {prompt.id}  type {prompt.type}  role {prompt.role or '-'}")
             if prompt.model:
-                print(f"# model {json.dumps(prompt.model, ensure_ascii=False)}")
+                lines.append(f"# model {json.dumps(prompt.model, ensure_ascii=False)}")
+            if prompt.tags:
+                lines.append(f"# tags {', '.join(prompt.tags)}")
             if prompt.includes:
-                print(f"# includes {', '.join(prompt.includes)}")
+                lines.append(f"# includes {', '.join(prompt.includes)}")
             if prompt.git_sha:
-                print(f"# commit {prompt.git_sha}  {prompt.updated_at or ''}".rstrip())
+                lines.append(f"# commit {prompt.git_sha}  {prompt.updated_at or ''}".rstrip())
+            for line in lines:
+                print(escape_controls(line))
             print()
-            sys.stdout.write(prompt.body if prompt.body.endswith("\n") else prompt.body + "\n")
+            sys.stdout.write(_body_text(prompt.body))
         return 0
 
     return _run(run, args)
@@ -108,7 +127,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             if args.strict:
                 prompt.render(variables, strict=True)  # names every missing variable
             rendered = client.render(prompt.id, variables)
-        sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
+        sys.stdout.write(_body_text(rendered))
         return 0
 
     return _run(run, args)
@@ -131,10 +150,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         with client_from_env(args) as client:
             prompts = client.list_prompts(org, app, environment=args.env, tag=args.tag)
         if args.json:
-            print(json.dumps([p.meta for p in prompts], indent=2, ensure_ascii=False))
+            print(_json_text([p.meta for p in prompts]))
             return 0
         rows = [
-            (p.qualified_name, p.environment, p.version, p.type, ",".join(p.tags), p.id)
+            tuple(
+                escape_controls(str(cell))
+                for cell in (
+                    p.qualified_name,
+                    p.environment,
+                    p.version,
+                    p.type,
+                    ",".join(p.tags),
+                    p.id,
+                )
+            )
             for p in prompts
         ]
         header = ("PROMPT", "ENVIRONMENT", "VERSION", "TYPE", "TAGS", "ID")

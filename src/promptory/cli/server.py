@@ -30,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     keys_file = Path(args.keys_file).expanduser() if args.keys_file else _default_keys_file()
     try:
         keyring = keys_module.KeyRing.from_sources(keys_file=keys_file)
-    except keys_module.KeysFileError as exc:
+    except keys_module.KeySourceError as exc:
         return fail(str(exc))
     if not len(keyring):
         return fail(

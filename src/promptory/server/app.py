@@ -42,6 +42,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .._controls import escape_controls
 from ..exceptions import RenderError
 from ..prompt import ENVIRONMENTS
 from .keys import KeyRecord, KeyRing
@@ -544,7 +545,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    logger.error("error answering %s %s", request.method, request.url.path, exc_info=exc)
+    path = escape_controls(request.url.path)  # decoded: %0A would forge a log line
+    logger.error("error answering %s %s", request.method, path, exc_info=exc)
     return _error(500, "INTERNAL_ERROR", "internal server error")
 
 

@@ -12,7 +12,8 @@ Rules of this module:
 * The keys file is JSON, ``{"keys": [{"id", "sha256", "scope", "created_at", "label"}]}``,
   written atomically with mode 0600 in a directory of mode 0700. It belongs outside the
   prompt repository.
-* ``PROMPTORY_API_KEYS`` holds raw keys, comma-separated; they are unscoped.
+* ``PROMPTORY_API_KEYS`` holds raw keys, comma-separated; they are unscoped. Each must look
+  like a key (`KEY_PATTERN`): anything else is refused, naming its position, never its text.
 * A scope is ``None`` (every org and app), ``"org"`` or ``"org/app"``.
 """
 
@@ -24,6 +25,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -35,9 +37,12 @@ from .files import is_valid_name
 __all__ = [
     "DEFAULT_KEYS_FILE",
     "KEYS_ENV_VAR",
+    "KEY_PATTERN",
     "KEY_PREFIXES",
     "KeyRecord",
     "KeyRing",
+    "KeySourceError",
+    "KeysEnvError",
     "KeysFileError",
     "add_key",
     "generate_key",
@@ -53,12 +58,23 @@ DEFAULT_KEYS_FILE = Path("~/.config/promptory/keys.json")
 #: The environment variable that may hold raw keys, comma-separated.
 KEYS_ENV_VAR = "PROMPTORY_API_KEYS"
 
+#: What a raw key looks like: a prefix, then at least 32 URL-safe characters.
+KEY_PATTERN = re.compile(r"pm_(?:live|test)_[A-Za-z0-9_-]{32,200}")
+
 # Longer presented keys are refused without hashing: real ones are 51 characters.
 _MAX_KEY_LENGTH = 256
 
 
-class KeysFileError(Exception):
+class KeySourceError(Exception):
+    """Keys that cannot be loaded: a bad keys file or a bad ``PROMPTORY_API_KEYS``."""
+
+
+class KeysFileError(KeySourceError):
     """A keys file that cannot be read or written; the message names the file."""
+
+
+class KeysEnvError(KeySourceError):
+    """A ``PROMPTORY_API_KEYS`` entry that is not a key; the message names its position."""
 
 
 def generate_key(test: bool = False) -> str:
@@ -165,10 +181,21 @@ class KeyRing:
 
         Raises:
             KeysFileError: the keys file exists but cannot be read.
+            KeysEnvError: an entry of ``PROMPTORY_API_KEYS`` is not a key.
         """
         records = list(load_keys_file(keys_file)) if keys_file is not None else []
         raw = (os.environ if environ is None else environ).get(KEYS_ENV_VAR, "")
-        records.extend(KeyRecord.for_key(key.strip()) for key in raw.split(",") if key.strip())
+        entries = [entry.strip() for entry in raw.split(",")]
+        for position, key in enumerate(entries, start=1):
+            if not key:
+                continue
+            if KEY_PATTERN.fullmatch(key) is None:
+                raise KeysEnvError(
+                    f"{KEYS_ENV_VAR}: entry {position} of {len(entries)} is not an API key "
+                    f"({' or '.join(KEY_PREFIXES)} and at least 32 characters of letters, "
+                    "digits, '_' and '-'); make one with: promptory keys create"
+                )
+            records.append(KeyRecord.for_key(key))
         return cls(records)
 
     def __len__(self) -> int:

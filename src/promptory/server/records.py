@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from .._controls import escape_controls
 from ..prompt import PROMPT_JSON_KEYS
 from .files import PromptFile, PromptFileError, PromptText, app_uuid, prompt_uuid
 from .history import History
@@ -169,7 +170,9 @@ class PromptRecord:
             self.active,
         ):
             # The fast scan and YAML disagree: serving either would be a guess.
-            logger.error("front matter of %s read two ways; not serving it", self.path)
+            logger.error(
+                "front matter of %s read two ways; not serving it", escape_controls(self.path)
+            )
             raise PromptFileError(
                 "front matter could not be read unambiguously (id, name, environment or "
                 "active); write them as plain 'key: value' lines",
@@ -186,7 +189,8 @@ class PromptRecord:
             "domain": file.domain,
             "description": file.description,
             "type": file.type,
-            "role": file.role,
+            # What the existing server sends for a file without one; its SDKs type it str.
+            "role": file.role or "system",
             "model": file.model,
             "modality": file.modality,
             "tts": file.tts,

@@ -45,6 +45,7 @@ from typing import Any, Final
 
 import pygit2
 
+from .._controls import escape_controls
 from ..prompt import ENVIRONMENTS
 from .claims import ClaimHistory
 from .files import MAX_FILE_BYTES, PromptFileError, PromptText, canonical_id, is_valid_name
@@ -922,7 +923,9 @@ class PromptStore:
             except Exception as exc:  # keep serving the last good snapshot
                 message = f"{type(exc).__name__}: {exc}"
                 if message != self._last_error:
-                    logger.error("cannot read %s at %s: %s", self.path, self.ref, message)
+                    logger.error(
+                        "cannot read %s at %s: %s", self.path, self.ref, escape_controls(message)
+                    )
                     self._last_error = message
             else:
                 if self._last_error is not None:
@@ -967,5 +970,10 @@ class PromptStore:
     def _report(self, problems: list[Problem]) -> None:
         fresh = [problem for problem in problems if problem not in self._reported]
         for problem in fresh:
-            logger.warning("not served: %s: %s", problem.path, problem.message)
+            # Paths and messages are repository text: a newline must not forge a log line.
+            logger.warning(
+                "not served: %s: %s",
+                escape_controls(problem.path),
+                escape_controls(problem.message),
+            )
         self._reported.update(fresh)
