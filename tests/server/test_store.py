@@ -47,6 +47,16 @@ def test_single_app_mode_serves_every_markdown_file_as_that_app(repo: PromptRepo
     assert names(store) == ["acme/bot/greeting", "acme/bot/other"]
 
 
+def test_single_app_mode_ignores_the_root_readme(repo: PromptRepo) -> None:
+    repo.write("README.md", "# Our prompts\n")
+    repo.write_prompt("", "", "greeting", path="greeting.md")
+    repo.write_prompt("", "", "readme", path="docs/README.md")  # only the root one is docs
+    repo.commit()
+    store = store_of(repo, org="acme", app="bot")
+    assert names(store) == ["acme/bot/README", "acme/bot/greeting"]
+    assert store.snapshot.problems() == []
+
+
 def test_only_committed_content_is_served(repo: PromptRepo) -> None:
     repo.write_prompt("myorg", "myapp", "greeting", "committed\n")
     repo.commit()

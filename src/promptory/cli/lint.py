@@ -1,20 +1,26 @@
 """``promptory lint PATH``: check a prompt repository's files before they are committed.
 
-It reads the working tree (so it fits a pre-commit hook) with the server's own parser and
-layout, so a file it passes is a file the server serves. Checks:
+Lint indexes the files with the server's own index (`promptory.server.store.index_files`)
+and checks includes with the server's own planner (`promptory.server.render`), so its
+verdicts are those ``GET /api/v1/status`` gives once the files are committed: the same
+files skipped, the same duplicates and id conflicts, the same include errors, with the same
+messages. It reads the working tree (``--staged``: what is staged in the git index, what a
+commit would hold). Every problem the server reports is an error, but for a file that keeps
+an id another app also claims (served, nothing fails), which is a warning.
 
-- front matter: YAML, field types, names, versions (errors, with the line);
-- the body: Jinja syntax (errors, with the file's line);
-- duplicates: ids, and (name, environment) within an app (errors);
-- includes: a dynamic include, an include of another app, of a missing prompt, a cycle,
-  nesting deeper than the server renders (errors);
+Lint adds only its own checks:
+
 - variables: with a ``variables:`` list (or mapping) in the front matter, a variable the body
-  reads but does not declare is an error, one declared but never read a warning;
-- unknown front-matter keys and symlinks (warnings: the server ignores the key, skips the
-  link).
+  (or a prompt it includes) reads but does not declare is an error, one declared but never
+  read a warning;
+- unknown front-matter keys (warnings: the server ignores them);
+- a file name ending in ``.dev``, ``.staging``, ``.production`` (and the like) without a
+  ``name:``: the file name never sets the environment (a warning);
+- a ``*.md`` that is not a regular file (a FIFO, socket or device) is never opened, and is
+  reported (a warning: git cannot commit it).
 
-Output is ``path:line: severity: message``, one per line; the exit status is 1 when there is
-an error (or, with ``--strict``, a warning), else 0.
+Output is ``path:line: severity: message``, one per line, control characters escaped; the
+exit status is 1 when there is an error (or, with ``--strict``, a warning), else 0.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +41,17 @@ from ._common import MissingExtra, Subcommands, fail, import_extra
 
 __all__ = ["Finding", "add_lint", "cmd_lint", "lint_tree"]
 
-_PROMOTION = ("production", "staging", "development")
+# Suffixes of a file stem that look like an environment but are part of the name.
+_ENVIRONMENT_SUFFIXES = {
+    "dev": "development",
+    "development": "development",
+    "stage": "staging",
+    "staging": "staging",
+    "prod": "production",
+    "production": "production",
+}
+_MODE_LINK = 0o120000
+_MODE_REGULAR = frozenset({0o100644, 0o100755})
 
 
 @dataclass(frozen=True, order=True)
@@ -48,23 +66,6 @@ class Finding:
     def __str__(self) -> str:
         # Paths and messages are repository text: a control character is shown escaped.
         return escape_controls(f"{self.path}:{self.line}: {self.severity}: {self.message}")
-
-
-@dataclass(eq=False)
-class _Prompt:
-    path: str
-    id: str
-    org: str
-    app: str
-    name: str
-    environment: str
-    active: bool
-    references: tuple[str | None, ...]
-    body_line: int
-    variables_used: tuple[str, ...]
-    declared: tuple[str, ...] | None
-    declared_line: int
-    links: list[tuple[str, _Prompt]] = field(default_factory=list)
 
 
 def _key_line(front_text: str, key: str) -> int:
@@ -87,201 +88,218 @@ def _declared_variables(front_text: str, yaml: Any) -> tuple[str, ...] | None:
     return None
 
 
-def _files(root: Path) -> Iterator[tuple[str, Path]]:
+# --- the files ------------------------------------------------------------------------------
+
+
+def _read_regular(full: Path, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of a regular file, never blocking on anything else (a FIFO
+    swapped in after the directory was listed is refused, not opened for reading)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    descriptor = os.open(full, flags)
+    with os.fdopen(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            raise OSError(0, "not a regular file")
+        return stream.read(limit + 1)
+
+
+def _work_tree(root: Path, store: Any, limit: int, odd: list[Finding]) -> Iterator[Any]:
+    """The ``*.md`` files under `root` as `TreeFile`s; other kinds of file go to `odd`."""
     for directory, subdirs, names in os.walk(root, followlinks=False):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         for name in sorted(names):
-            if name.endswith(".md"):
-                full = Path(directory) / name
-                yield full.relative_to(root).as_posix(), full
-
-
-def lint_tree(root: Path, *, org: str | None = None, app: str | None = None) -> list[Finding]:
-    """Every problem in the prompt files under `root`, sorted by file and line."""
-    files = import_extra("promptory.server.files")
-    store = import_extra("promptory.server.store")
-    render = import_extra("promptory.server.render")
-    rendering = import_extra("promptory.rendering")
-    yaml = import_extra("yaml")
-    layout = store.Layout(org, app)
-    findings: list[Finding] = []
-    prompts: list[_Prompt] = []
-
-    for relative, full in _files(root):
-        place = layout.place(relative)
-        if place is None:
-            continue
-        if full.is_symlink():
-            findings.append(Finding(relative, 1, "warning", "a symlink: the server skips it"))
-            continue
-        try:
-            data = full.read_bytes()
-            text = files.PromptText(data)
-            parsed = files.resolve_prompt_file(text, path=relative, org=place[0], app=place[1])
-        except files.PromptFileError as exc:
-            findings.append(Finding(relative, exc.line or 1, "error", exc.message))
-            continue
-        except OSError as exc:
-            findings.append(Finding(relative, 1, "error", f"cannot read: {exc}"))
-            continue
-        for key in parsed.unknown_keys:
-            findings.append(
-                Finding(
-                    relative,
-                    _key_line(text.front_text, key),
-                    "warning",
-                    f"unknown front-matter key {key!r} (the server ignores it)",
+            if not name.endswith(".md"):
+                continue
+            full = Path(directory) / name
+            relative = full.relative_to(root).as_posix()
+            try:
+                info = os.lstat(full)
+            except OSError:
+                continue  # gone since the listing
+            if stat.S_ISLNK(info.st_mode):
+                kind = "symlink"
+            elif stat.S_ISREG(info.st_mode):
+                kind = "file"
+            else:
+                odd.append(
+                    Finding(
+                        relative,
+                        1,
+                        "warning",
+                        "not a regular file (a FIFO, socket or device): not read, and git "
+                        "cannot commit it",
+                    )
                 )
-            )
-        used = rendering.compile_body(parsed.body).info.variables
-        prompts.append(
-            _Prompt(
+                continue
+            yield store.TreeFile(
                 path=relative,
-                id=parsed.id,
-                org=parsed.org,
-                app=parsed.app,
-                name=parsed.name,
-                environment=parsed.environment,
-                active=parsed.active,
-                references=parsed.references,
-                body_line=text.front_text.count("\n") + 3,
-                variables_used=used,
-                declared=_declared_variables(text.front_text, yaml),
-                declared_line=_key_line(text.front_text, "variables"),
+                kind=kind,
+                blob_id=f"worktree:{relative}",
+                size=_constant(info.st_size),
+                load=_loader(full, limit),
             )
+
+
+def _constant(value: int) -> Callable[[], int]:
+    return lambda: value
+
+
+def _loader(full: Path, limit: int) -> Callable[[], bytes]:
+    return lambda: _read_regular(full, limit)
+
+
+def _staged(repo: Any, prefix: str, store: Any) -> Iterator[Any]:
+    """The files staged in `repo`'s index under `prefix`, as `TreeFile`s."""
+    odb = repo.odb
+    for entry in repo.index:
+        path: str = entry.path
+        if not path.startswith(prefix):
+            continue
+        if entry.mode == _MODE_LINK:
+            kind = "symlink"
+        elif entry.mode in _MODE_REGULAR:
+            kind = "file"
+        else:
+            continue  # a submodule
+        oid = entry.id
+        yield store.TreeFile(
+            path=path[len(prefix) :],
+            kind=kind,
+            blob_id=str(oid),
+            size=_header_size(odb, oid),
+            load=_blob(repo, oid),
         )
 
-    findings.extend(_duplicates(prompts))
-    findings.extend(_includes(prompts, render.MAX_INCLUDE_DEPTH))
-    findings.extend(_variables(prompts))
+
+def _header_size(odb: Any, oid: Any) -> Callable[[], int]:
+    return lambda: int(odb.read_header(oid)[1])
+
+
+def _blob(repo: Any, oid: Any) -> Callable[[], bytes]:
+    return lambda: bytes(repo[oid].data)
+
+
+def _repository(root: Path, pygit2: Any) -> tuple[Any, str] | None:
+    """The git repository holding `root`, and where `root` is in it (``""`` or ``"p/"``)."""
+    found = pygit2.discover_repository(str(root))
+    if found is None:
+        return None
+    repo = pygit2.Repository(found)
+    if repo.workdir is None:
+        return None
+    inside = root.resolve().relative_to(Path(repo.workdir).resolve()).as_posix()
+    return repo, "" if inside == "." else inside + "/"
+
+
+# --- the checks -----------------------------------------------------------------------------
+
+
+def lint_tree(
+    root: Path, *, org: str | None = None, app: str | None = None, staged: bool = False
+) -> list[Finding]:
+    """Every problem in the prompt files under `root` (its working tree, or with `staged`
+    what its git index holds), sorted by file and line."""
+    store = import_extra("promptory.server.store")
+    render = import_extra("promptory.server.render")
+    claims = import_extra("promptory.server.claims")
+    files_module = import_extra("promptory.server.files")
+    pygit2 = import_extra("pygit2")
+    findings: list[Finding] = []
+
+    found = _repository(root, pygit2)
+    if staged:
+        if found is None:
+            raise LintError(f"{root} is not in a git repository: --staged reads its index")
+        files = list(_staged(found[0], found[1], store))
+    else:
+        files = list(_work_tree(root, store, files_module.MAX_FILE_BYTES, findings))
+
+    holder = None
+    if found is not None and not found[0].head_is_unborn:
+        # Who keeps an id several apps claim: the longest claim up to HEAD, as the server
+        # decides once these files are committed on top of it.
+        history = claims.ClaimHistory(found[0], threading.RLock(), prefix=found[1])
+        head = found[0].head.peel(pygit2.Commit)
+
+        def holder(prompt_id: str, places: list[tuple[str, str]]) -> tuple[str, str] | None:
+            return history.holder(head, prompt_id, places)  # type: ignore[no-any-return]
+
+    snapshot = store.index_files(files, org=org, app=app, holder=holder)
+    for problem in snapshot.problems() + render.include_problems(snapshot):
+        findings.append(Finding(problem.path, problem.line or 1, problem.severity, problem.message))
+    findings.extend(_own_checks(snapshot, render))
     return sorted(set(findings))
 
 
-def _duplicates(prompts: list[_Prompt]) -> Iterator[Finding]:
-    by_id: dict[str, _Prompt] = {}
-    by_name: dict[tuple[str, str, str, str], _Prompt] = {}
-    for prompt in prompts:
-        first = by_id.setdefault(prompt.id, prompt)
-        if first is not prompt:
-            yield Finding(prompt.path, 1, "error", f"duplicate id: {first.path} has it too")
-        key = (prompt.org, prompt.app, prompt.name, prompt.environment)
-        first = by_name.setdefault(key, prompt)
-        if first is not prompt:
+def _own_checks(snapshot: Any, render: Any) -> Iterator[Finding]:
+    """What lint checks beyond the server: variables, unknown keys, file names."""
+    rendering = import_extra("promptory.rendering")
+    yaml = import_extra("yaml")
+    for record in snapshot.prompts():
+        file = record.served().file
+        front_text = record.text.front_text
+        for key in file.unknown_keys:
             yield Finding(
-                prompt.path,
-                1,
-                "error",
-                f"duplicate prompt {prompt.name!r} in {prompt.environment}: {first.path} "
-                "has the same name and environment",
+                record.path,
+                _key_line(front_text, key),
+                "warning",
+                f"unknown front-matter key {key!r} (the server ignores it)",
             )
-
-
-def _resolve(prompts: list[_Prompt], parent: _Prompt, name: str) -> _Prompt | None:
-    variants = {
-        p.environment: p
-        for p in prompts
-        if (p.org, p.app, p.name) == (parent.org, parent.app, name) and p.active
-    }
-    if parent.environment in variants:
-        return variants[parent.environment]
-    return next((variants[env] for env in _PROMOTION if env in variants), None)
-
-
-def _includes(prompts: list[_Prompt], max_depth: int) -> Iterator[Finding]:
-    for prompt in prompts:
-        for reference in prompt.references:
-            if reference is None:
-                yield Finding(
-                    prompt.path,
-                    prompt.body_line,
-                    "error",
-                    "an include whose name is computed at render time; write the prompt "
-                    "name in quotes",
-                )
-            elif "/" in reference or ".." in reference:
-                yield Finding(
-                    prompt.path,
-                    prompt.body_line,
-                    "error",
-                    f"includes {reference!r}: an include names a prompt of the same app "
-                    f"({prompt.org}/{prompt.app}), without '/' or '..'",
-                )
-            else:
-                target = _resolve(prompts, prompt, reference)
-                if target is None:
-                    yield Finding(
-                        prompt.path,
-                        prompt.body_line,
-                        "error",
-                        f"includes {reference!r}, which is not a prompt of "
-                        f"{prompt.org}/{prompt.app}",
-                    )
-                else:
-                    prompt.links.append((reference, target))
-
-    reported: set[frozenset[str]] = set()
-
-    def walk(node: _Prompt, chain: list[_Prompt]) -> Iterator[Finding]:
-        for _, child in node.links:
-            if child in chain:
-                cycle = chain[chain.index(child) :]
-                members = frozenset(p.path for p in cycle)
-                if members not in reported:
-                    reported.add(members)
-                    names = " -> ".join(p.name for p in (*cycle, child))
-                    yield Finding(
-                        cycle[0].path, cycle[0].body_line, "error", f"include cycle: {names}"
-                    )
-                continue
-            if len(chain) > max_depth:
-                yield Finding(
-                    chain[0].path,
-                    chain[0].body_line,
-                    "error",
-                    f"includes nest deeper than {max_depth} levels: "
-                    + " -> ".join(p.name for p in (*chain, child)),
-                )
-                continue
-            yield from walk(child, [*chain, child])
-
-    for prompt in prompts:
-        yield from walk(prompt, [prompt])
-
-
-def _variables(prompts: list[_Prompt]) -> Iterator[Finding]:
-    for prompt in prompts:
-        if prompt.declared is None:
+        suffix = record.stem.rpartition(".")[2] if "." in record.stem else ""
+        if record.text.keys.name is None and suffix.lower() in _ENVIRONMENT_SUFFIXES:
+            base = record.stem.rpartition(".")[0]
+            environment = _ENVIRONMENT_SUFFIXES[suffix.lower()]
+            yield Finding(
+                record.path,
+                1,
+                "warning",
+                f"this file is the prompt {record.stem!r}: a file name never sets the "
+                f"environment. For the {environment} variant of {base!r}, add "
+                f"'name: {base}' and 'environment: {environment}' to its front matter",
+            )
+        declared = _declared_variables(front_text, yaml)
+        if declared is None:
             continue
-        used = set(prompt.variables_used)
-        for _, child in prompt.links:  # an included prompt reads the same variables
-            used.update(child.variables_used)
-        undeclared = sorted(used - set(prompt.declared))
-        unused = sorted(set(prompt.declared) - used)
+        used = set(rendering.compile_body(file.body).info.variables)
+        for reference in file.references:  # an included prompt reads the same variables
+            try:
+                child = render.resolve_include(snapshot, record, reference)
+            except render.IncludeError:
+                continue  # reported with the includes
+            used.update(rendering.compile_body(child.text.body).info.variables)
+        line = _key_line(front_text, "variables")
+        undeclared = sorted(used - set(declared))
+        unused = sorted(set(declared) - used)
         if undeclared:
             yield Finding(
-                prompt.path,
-                prompt.declared_line,
+                record.path,
+                line,
                 "error",
                 f"the body reads undeclared variable{'s' if len(undeclared) > 1 else ''} "
                 f"{', '.join(undeclared)} (add to 'variables')",
             )
         if unused:
             yield Finding(
-                prompt.path,
-                prompt.declared_line,
+                record.path,
+                line,
                 "warning",
                 f"declared variable{'s' if len(unused) > 1 else ''} {', '.join(unused)} never read",
             )
 
 
+class LintError(Exception):
+    """Lint cannot run as asked (the message says why)."""
+
+
 def cmd_lint(args: argparse.Namespace) -> int:
-    """Lint a prompt repository's working tree."""
+    """Lint a prompt repository's working tree (or its staged files)."""
     root = Path(args.path)
     if not root.is_dir():
         return fail(f"{root} is not a directory", 2)
     try:
-        findings = lint_tree(root, org=args.org, app=args.app)
+        findings = lint_tree(root, org=args.org, app=args.app, staged=args.staged)
     except MissingExtra as exc:
+        return fail(str(exc), 2)
+    except LintError as exc:
         return fail(str(exc), 2)
     for finding in findings:
         print(finding)
@@ -300,11 +318,20 @@ def add_lint(commands: Subcommands[argparse.ArgumentParser]) -> None:
     lint = commands.add_parser(
         "lint",
         help="check prompt files (front matter, duplicates, includes, syntax, variables)",
-        description="Check the prompt files of a repository's working tree the way the "
-        "server reads them. Prints PATH:LINE: SEVERITY: MESSAGE; exits 1 on errors.",
+        description="Check the prompt files of a repository's working tree (or, with "
+        "--staged, its git index) the way the server reads them. Prints "
+        "PATH:LINE: SEVERITY: MESSAGE; exits 1 on errors.",
     )
-    lint.add_argument("path", metavar="PATH", help="the prompt repository (or any folder)")
+    lint.add_argument(
+        "path", metavar="PATH", nargs="?", default=".", help="the prompt tree (default: .)"
+    )
     lint.add_argument("--org", help="single-app repository: its org (with --app)")
     lint.add_argument("--app", help="single-app repository: its app (with --org)")
     lint.add_argument("--strict", action="store_true", help="warnings fail too")
+    lint.add_argument(
+        "--staged",
+        action="store_true",
+        help="check what is staged in the git index (what a commit would hold), not the "
+        "working tree",
+    )
     lint.set_defaults(handler=cmd_lint)

@@ -49,7 +49,7 @@ from .keys import KeyRecord, KeyRing
 from .openapi import openapi_document
 from .ratelimit import RateLimiter
 from .records import PromptRecord, dump_json
-from .render import IncludeError, Renderer
+from .render import IncludeError, Renderer, include_problems
 from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
 
 __all__ = ["CACHE_CONTROL_LIVE", "CACHE_CONTROL_PINNED", "ServerSettings", "create_app"]
@@ -499,7 +499,8 @@ class _Server:
         allow = None if key.unscoped else key.allows
 
         def gather() -> dict[str, Any]:
-            problems = snapshot.problems(allow)
+            problems = snapshot.problems(allow) + include_problems(snapshot, allow)
+            problems.sort(key=lambda problem: problem.path)
             served = snapshot.prompts(allow=allow)
             files = sum(1 for r in snapshot.records() if allow is None or allow(r.org, r.app))
             return {

@@ -49,12 +49,20 @@ class ClaimHistory:
         repo: the pygit2 repository.
         lock: the store's repository lock (held by callers of `holder`).
         limit: the most commits a run is counted over.
+        prefix: where the prompt tree is in the repository (``""``: its root; ``"p/"``
+            for prompts kept in the folder ``p``).
     """
 
     def __init__(
-        self, repo: Any, lock: threading.RLock, *, limit: int = CLAIM_HISTORY_LIMIT
+        self,
+        repo: Any,
+        lock: threading.RLock,
+        *,
+        limit: int = CLAIM_HISTORY_LIMIT,
+        prefix: str = "",
     ) -> None:
         self._repo = repo
+        self._prefix = prefix
         self._lock = lock
         self._limit = limit
         self._runs: OrderedDict[tuple[str, Place, str], int] = OrderedDict()
@@ -91,7 +99,7 @@ class ClaimHistory:
             if earlier is not None:
                 run += earlier
                 break
-            tree = _subtree(current.tree, place)
+            tree = _subtree(current.tree, f"{self._prefix}{place[0]}/{place[1]}")
             if tree != last_tree:
                 claims = tree is not None and self._tree_claims(tree, claimed_id)
                 last_tree = tree
@@ -117,10 +125,10 @@ class ClaimHistory:
         return known
 
 
-def _subtree(tree: Any, place: Place) -> str | None:
-    """The hex id of the tree of app `place` in a commit's root `tree`, or None."""
+def _subtree(tree: Any, path: str) -> str | None:
+    """The hex id of the tree at `path` in a commit's root `tree`, or None."""
     try:
-        entry = tree[f"{place[0]}/{place[1]}"]
+        entry = tree[path]
     except KeyError:
         return None
     return str(entry.id) if entry.filemode == _MODE_TREE else None

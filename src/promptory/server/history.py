@@ -22,9 +22,9 @@ from __future__ import annotations
 import datetime
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Change", "History", "change_of", "changes_since"]
+__all__ = ["Change", "History", "LastChange", "change_of", "changes_since"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,15 @@ class Change:
 
     sha: str
     time: str
+
+
+class LastChange(Protocol):
+    """Where a record learns the last change of its file (`History`, or none for files
+    that are not committed)."""
+
+    def last_change(self, path: str) -> Change:
+        """The last commit that changed `path`."""
+        ...
 
 
 def change_of(commit: Any) -> Change:

@@ -26,7 +26,7 @@ from typing import Any
 from .._controls import escape_controls
 from ..prompt import PROMPT_JSON_KEYS
 from .files import PromptFile, PromptFileError, PromptText, app_uuid, prompt_uuid
-from .history import History
+from .history import LastChange
 
 __all__ = ["PromptRecord", "ServedPrompt", "dump_json"]
 
@@ -97,7 +97,7 @@ class PromptRecord:
         stem: str,
         text: PromptText,
         blob_id: str,
-        history: History,
+        history: LastChange,
     ) -> None:
         keys = text.keys
         self.path = path

@@ -5,7 +5,8 @@ Rules of this module:
 * Only committed content is read, at a ref (default ``HEAD``), never the working tree.
 * Layout. In a multi-app repository a prompt is ``<org>/<app>/**/<name>.md``; other files
   (a root ``README.md``, ``org/notes.md``) are not prompts and are ignored. In single-app
-  mode (org and app given) every ``**/*.md`` is a prompt of that app. Paths with a part that
+  mode (org and app given) every ``**/*.md`` but the root ``README.md`` is a prompt of
+  that app. Paths with a part that
   starts with a dot (``.github/``) are ignored in both modes.
 * A `Snapshot` is what one commit holds, and never changes once built. The store swaps in a
   new one atomically when the ref moves; readers keep the one they took.
@@ -39,7 +40,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Final
 
@@ -49,7 +50,7 @@ from .._controls import escape_controls
 from ..prompt import ENVIRONMENTS
 from .claims import ClaimHistory
 from .files import MAX_FILE_BYTES, PromptFileError, PromptText, canonical_id, is_valid_name
-from .history import History, change_of, changes_since
+from .history import Change, History, LastChange, change_of, changes_since
 from .records import PromptRecord
 
 __all__ = [
@@ -64,6 +65,8 @@ __all__ = [
     "ResolvedRef",
     "Snapshot",
     "StoreError",
+    "TreeFile",
+    "index_files",
 ]
 
 logger = logging.getLogger("promptory.server")
@@ -102,10 +105,23 @@ class RefNotFoundError(LookupError):
 
 @dataclass(frozen=True)
 class Problem:
-    """A file that is not served, and why."""
+    """A file that is not served (or served with a problem: `served`), and why.
+
+    Attributes:
+        path: the file's path in the repository.
+        message: what is wrong.
+        line: the file line the problem is on, when known.
+        served: True for a file that is served all the same (an id another app also
+            claims, includes that fail every render).
+        severity: ``"error"``, or ``"warning"`` when nothing fails (a served file keeping
+            an id another app also claims).
+    """
 
     path: str
     message: str
+    line: int | None = field(default=None, compare=False)
+    served: bool = field(default=False, compare=False)
+    severity: str = field(default="error", compare=False)
 
 
 class Pending:
@@ -358,11 +374,15 @@ class Snapshot:
             try:
                 record.served()
             except PromptFileError as exc:
-                problems.append(Problem(record.path, exc.message))
+                problems.append(Problem(record.path, exc.message, line=exc.line))
                 continue
             if self._served(record, True) is record:
                 if record.id in self._eligible and self._shared_across_apps(record.id):
-                    problems.append(Problem(record.path, _kept_message(record.id)))
+                    problems.append(
+                        Problem(
+                            record.path, _kept_message(record.id), served=True, severity="warning"
+                        )
+                    )
                 continue
             key = (record.org, record.app, record.name, record.environment)
             by_name = _winner(self._by_key[key], True)
@@ -436,6 +456,11 @@ class ResolvedRef:
     pinned: bool
 
 
+def _is_readme(name: str) -> bool:
+    """A repository's own README at its root: documentation, not a prompt."""
+    return name.lower() == "readme.md"
+
+
 class Layout:
     """Where prompts are in the tree: multi-app (``org/app/**``) or single-app.
 
@@ -453,6 +478,8 @@ class Layout:
             return None
         stem = parts[-1][:-3]
         if self.single is not None:
+            if len(parts) == 1 and _is_readme(parts[0]):
+                return None
             return self.single[0], self.single[1], stem
         if len(parts) < 3 or not is_valid_name(parts[0]) or not is_valid_name(parts[1]):
             return None
@@ -550,6 +577,133 @@ class _Index:
         )
 
 
+def _read_file(
+    index: _Index,
+    path: str,
+    place: tuple[str, str, str],
+    blob_id: str,
+    size: Callable[[], int],
+    load: Callable[[], bytes],
+    history: LastChange,
+    texts: dict[str, PromptText],
+) -> PromptRecord | None:
+    """The record of a regular file, or None when it is not served (`index.skipped` says
+    why). `size` is asked before `load`, which is never called for a file over the limit."""
+    org, app, stem = place
+    text = texts.get(blob_id)
+    if text is None:
+        try:
+            length = size()
+            if length > MAX_FILE_BYTES:
+                index.skipped[path] = (
+                    org,
+                    app,
+                    f"file is {length:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes",
+                )
+                return None
+            text = PromptText(load())
+        except PromptFileError as exc:
+            index.skipped[path] = (org, app, exc.message)
+            return None
+        except OSError as exc:  # a work tree file (lint) that cannot be read
+            index.skipped[path] = (org, app, f"cannot read: {exc.strerror or exc}")
+            return None
+        texts[blob_id] = text
+    if text.keys.name is None and not is_valid_name(stem):
+        index.skipped[path] = (
+            org,
+            app,
+            f"file name {stem!r} is not a valid prompt name; rename the file or set "
+            "'name' in the front matter",
+        )
+        return None
+    return PromptRecord(
+        path=path, org=org, app=app, stem=stem, text=text, blob_id=blob_id, history=history
+    )
+
+
+@dataclass(frozen=True)
+class TreeFile:
+    """A file of a tree that is not a commit (a work tree, a git index), for `index_files`.
+
+    Attributes:
+        path: its path from the root of the prompt tree, with ``/``.
+        kind: ``"file"``, ``"symlink"``, or ``"other"`` (a FIFO, socket or device, which is
+            never opened).
+        blob_id: anything that differs when the content differs (the git blob id).
+        size: its size in bytes, asked before `load`.
+        load: its bytes.
+    """
+
+    path: str
+    kind: str
+    blob_id: str
+    size: Callable[[], int]
+    load: Callable[[], bytes]
+
+
+class _Uncommitted:
+    """The history of files no commit holds yet (`index_files`)."""
+
+    def last_change(self, path: str) -> Change:
+        return Change("", "")
+
+
+def index_files(
+    files: Iterable[TreeFile],
+    *,
+    org: str | None = None,
+    app: str | None = None,
+    holder: _Holder | None = None,
+) -> Snapshot:
+    """A snapshot of files that are not a commit, indexed exactly as the server indexes a
+    commit (what ``promptory lint`` checks). `holder` decides an id claimed by several apps
+    (default: none holds it, as for claims made in the same commit)."""
+    layout = Layout(org, app)
+    index = _Index()
+    history = _Uncommitted()
+    texts: dict[str, PromptText] = {}
+    records = []
+    for file in sorted(files, key=attrgetter("path")):
+        place = layout.place(file.path)
+        if place is None:
+            continue
+        if file.kind == "symlink":
+            index.skipped[file.path] = (*place[:2], _SYMLINK)
+            continue
+        if file.kind != "file":
+            index.skipped[file.path] = (
+                *place[:2],
+                "not a regular file (a FIFO, socket or device); it is not read",
+            )
+            continue
+        record = _read_file(
+            index, file.path, place, file.blob_id, file.size, file.load, history, texts
+        )
+        if record is not None:
+            records.append(record)
+    index.add_all(records)
+
+    def no_holder(prompt_id: str, places: list[_Place]) -> _Place | None:
+        return None
+
+    eligible = {key: _eligible(index.by_id[key], holder or no_holder) for key in index.contested}
+    return Snapshot(
+        commit=None,
+        ref="",
+        committed_at=None,
+        records=index.records,
+        skipped=index.skipped,
+        by_id=index.by_id,
+        by_key=index.by_key,
+        apps=index.apps,
+        eligible=eligible,
+    )
+
+
+_SYMLINK = "symbolic links are not served; commit the file"
+
+
 class _Builder:
     """Builds snapshots from commits. Callers hold the store's lock."""
 
@@ -580,39 +734,21 @@ class _Builder:
         """The record for the tree entry at `path` (whose org, app and stem are `place`, and
         file mode `mode`), or None when the file is not served (`index.skipped` says why)."""
         if mode == _MODE_LINK:
-            index.skipped[path] = (*place[:2], "symbolic links are not served; commit the file")
+            index.skipped[path] = (*place[:2], _SYMLINK)
             return None
         if mode in (_MODE_COMMIT, _MODE_TREE):
             return None
-        org, app, stem = place
-        blob_id = str(entry.id)
-        text = texts.get(blob_id)
-        if text is None:
-            # The size comes from the object header, so an oversized blob is never loaded.
-            size = self.odb.read_header(entry.id)[1]
-            if size > MAX_FILE_BYTES:
-                index.skipped[path] = (
-                    org,
-                    app,
-                    f"file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes",
-                )
-                return None
-            try:
-                text = PromptText(entry.data)
-            except PromptFileError as exc:
-                index.skipped[path] = (org, app, exc.message)
-                return None
-            texts[blob_id] = text
-        if text.keys.name is None and not is_valid_name(stem):
-            index.skipped[path] = (
-                org,
-                app,
-                f"file name {stem!r} is not a valid prompt name; rename the file or set "
-                "'name' in the front matter",
-            )
-            return None
-        return PromptRecord(
-            path=path, org=org, app=app, stem=stem, text=text, blob_id=blob_id, history=history
+        oid = entry.id
+        # The size comes from the object header, so an oversized blob is never loaded.
+        return _read_file(
+            index,
+            path,
+            place,
+            str(oid),
+            lambda: int(self.odb.read_header(oid)[1]),
+            lambda: entry.data,
+            history,
+            texts,
         )
 
     def full(self, commit: Any, ref: str, reuse: Snapshot | None) -> Snapshot:
@@ -643,6 +779,8 @@ class _Builder:
                         else:
                             walk(entry, f"{prefix}{name}/", org, name, 2)
                 elif depth >= 2 and name.endswith(".md"):
+                    if not prefix and _is_readme(name):
+                        continue  # single-app mode: the repository's README
                     path = prefix + name
                     place = (org, app, name[:-3])
                     record = read(index, path, place, entry, mode, history, texts)
