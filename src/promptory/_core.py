@@ -660,6 +660,8 @@ class PromptFetch(_Attempts):
         self.background = background
         self.label = describe(key)
         self.request = core.request_for(key, seen.etag if seen is not None else None)
+        # Noted as the request leaves: an invalidation after this wins over its answer.
+        self.generation = core.cache.generation
         self._refetched = False
 
     def answered(self, status: int, headers: Mapping[str, str], content: bytes) -> Step:
@@ -673,8 +675,16 @@ class PromptFetch(_Attempts):
             # A tag or commit answers `immutable` and is cached for good; a branch moves, so
             # it ages like any other entry.
             pinned = self.key[-1] is not None and "immutable" in headers.get("cache-control", "")
-            core.cache.put(self.key, prompt, headers.get("etag"), core.clock(), pinned=pinned)
-            cache_logger.debug("%s: stored (200)", key_text(self.key))
+            stored = core.cache.put(
+                self.key,
+                prompt,
+                headers.get("etag"),
+                core.clock(),
+                generation=self.generation,
+                pinned=pinned,
+            )
+            if stored is not None:
+                cache_logger.debug("%s: stored (200)", key_text(self.key))
             return Done(prompt)
         if status == 304:
             entry = None
@@ -700,6 +710,7 @@ class PromptFetch(_Attempts):
             self._refetched = True
             self.seen = None
             self.request = core.request_for(self.key, None)
+            self.generation = core.cache.generation
             return Retry(0.0, self.request)
         error = error_from_status(status, headers, content, self.label)
         if status in (401, 403, 404):
