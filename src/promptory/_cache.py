@@ -160,7 +160,8 @@ class PromptCache:
     def invalidate(self, name: str) -> int:
         """Remove the entries of prompts matching `name`; return how many.
 
-        An entry matches when its prompt's name equals `name`, its id starts with `name`, or
+        An entry matches when its prompt's name equals `name`, its id starts with `name`
+        (in any case: UUIDs are case-insensitive), or
         its qualified name ``org/app/name`` starts with `name` segment by segment (``myorg``
         and ``myorg/myapp`` match, ``myorg/my`` does not).
         """
@@ -203,7 +204,8 @@ class PromptCache:
 
 
 def _matches(prompt: Prompt, name: str, wanted: list[str]) -> bool:
-    if prompt.name == name or prompt.id.startswith(name):
+    # Ids are UUIDs, whose hex digits mean the same in either case (RFC 9562 §4).
+    if prompt.name == name or prompt.id.lower().startswith(name.lower()):
         return True
     qualified = [prompt.org, prompt.app, prompt.name]
     return len(wanted) <= 3 and qualified[: len(wanted)] == wanted

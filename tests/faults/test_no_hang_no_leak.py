@@ -14,7 +14,7 @@ import time
 import pytest
 
 from promptory import APITimeoutError, AsyncPromptClient, PromptClient
-from promptory._core import BACKOFF_CAP
+from promptory._options import BACKOFF_CAP
 from sdk.conftest import API_KEY, wait_until
 
 from .conftest import PROMPT_ID, ClientFactory

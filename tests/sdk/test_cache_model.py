@@ -44,7 +44,9 @@ from hypothesis.stateful import (
 )
 
 from promptory import AuthenticationError, ForbiddenError, NotFoundError, Prompt
-from promptory._core import ClientCore, ClientOptions, Done, Fail, Miss, PromptFetch, Retry, Stale
+from promptory._core import ClientCore, Miss, Stale
+from promptory._fetch import Done, Fail, PromptFetch, Retry
+from promptory._options import ClientOptions
 
 from .test_core_rules import KEY, FakeClock
 
@@ -107,6 +109,10 @@ PATTERNS = st.one_of(
     st.sampled_from(["myorg/my", "my", "myorg/myapp/gre", "myorg/myapp/greet"]),
     st.sampled_from(["myorg/myapp/greeting", "myorg/myapp/greeting/x", "myorg/", "/"]),
     st.tuples(st.sampled_from(CATALOGUE), st.integers(1, 36)).map(lambda t: t[0].id[: t[1]]),
+    # The same id prefixes in upper case: UUIDs are case-insensitive.
+    st.tuples(st.sampled_from(CATALOGUE), st.integers(1, 36)).map(
+        lambda t: t[0].id[: t[1]].upper()
+    ),
     st.text(alphabet="myorgapetin/-0123456789abcdef", min_size=1, max_size=12),
 )
 
@@ -212,7 +218,7 @@ class Model:
             key
             for key, entry in self.entries.items()
             if entry.prompt.name == pattern
-            or entry.prompt.id.startswith(pattern)
+            or entry.prompt.id.lower().startswith(pattern.lower())
             or [entry.prompt.org, entry.prompt.app, entry.prompt.name][: len(segments)] == segments
         ]
         for key in doomed:

@@ -15,6 +15,7 @@ import pytest
 
 from promptory import (
     APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
     ForbiddenError,
     MalformedResponseError,
@@ -23,19 +24,14 @@ from promptory import (
     RateLimitError,
     ServerError,
 )
-from promptory._core import (
-    BACKOFF_CAP,
-    BACKOFF_MAX_DELAY,
-    ClientCore,
-    ClientOptions,
-    Done,
-    Fail,
-    Miss,
-    Retry,
-    Stale,
-)
+from promptory._core import ClientCore, Miss, Stale
+from promptory._fetch import Done, Fail, Retry
+from promptory._options import BACKOFF_CAP, BACKOFF_MAX_DELAY, ClientOptions
+from promptory._transport import transport_error
 
 KEY = "pm_test_" + "x" * 40
+#: What the transport boundary makes of a refused connection.
+REFUSED = APIConnectionError("could not get an answer: connection refused")
 
 
 class FakeClock:
@@ -273,7 +269,7 @@ def test_rule7_transport_error_with_a_fresh_cached_copy_serves_it(clock: FakeClo
     stored = fetch_by_id(core)
     state = core.lookup_id("p-1")
     assert isinstance(state, Miss)  # TTL 0: revalidate in the caller
-    step = core.prompt_fetch(state.key, state.entry).failed(httpx.ConnectError("refused"))
+    step = core.prompt_fetch(state.key, state.entry).unanswered(REFUSED)
     assert isinstance(step, Done)
     assert step.value is stored
     assert core.stats()["stale_served_on_error"] == 1
@@ -283,10 +279,19 @@ def test_rule7_transport_error_without_a_cached_copy_fails(clock: FakeClock) -> 
     core = make_core(clock, retry_count=0)
     state = core.lookup_id("p-1")
     assert isinstance(state, Miss)
-    step = core.prompt_fetch(state.key, None).failed(httpx.ConnectError("refused"))
+    step = core.prompt_fetch(state.key, None).unanswered(REFUSED)
     assert isinstance(step, Fail)
-    assert isinstance(step.error, APIConnectionError)
-    assert isinstance(step.error.__cause__, httpx.ConnectError)
+    assert step.error is REFUSED
+
+
+def test_the_transport_boundary_maps_httpx_errors_and_chains_them(clock: FakeClock) -> None:
+    options = make_core(clock).options
+    refused = httpx.ConnectError("refused")
+    error = transport_error(refused, "prompt id 'p-1'", options)
+    assert isinstance(error, APIConnectionError)
+    assert error.__cause__ is refused
+    timed_out = transport_error(httpx.ReadTimeout("slow"), "prompt id 'p-1'", options)
+    assert isinstance(timed_out, APITimeoutError)
 
 
 def test_rule7_failure_in_the_background_sets_a_growing_cooldown(clock: FakeClock) -> None:
@@ -297,9 +302,7 @@ def test_rule7_failure_in_the_background_sets_a_growing_cooldown(clock: FakeCloc
     for _ in range(4):
         state = core.lookup_id("p-1")
         assert isinstance(state, Stale)  # a revalidation is due
-        core.prompt_fetch(state.key, state.entry, background=True).failed(
-            httpx.ConnectError("refused")
-        )
+        core.prompt_fetch(state.key, state.entry, background=True).unanswered(REFUSED)
         waits.append(state.entry.retry_at - clock.now)
         assert core.lookup_id("p-1") is state.entry.prompt  # cooling down: nothing starts
         clock.advance(waits[-1])
@@ -459,7 +462,7 @@ def test_max_stale_past_the_bound_is_not_served_on_error(clock: FakeClock) -> No
     clock.advance(100)
     state = core.lookup_id("p-1")
     assert isinstance(state, Miss)
-    step = core.prompt_fetch(state.key, state.entry).failed(httpx.ConnectError("refused"))
+    step = core.prompt_fetch(state.key, state.entry).unanswered(REFUSED)
     assert isinstance(step, Fail)
 
 
@@ -540,7 +543,7 @@ def test_backoff_is_exponential_with_jitter_and_capped_in_total() -> None:
     fetch = core.prompt_fetch(("id", "p-1", None), None)
     delays = []
     for _ in range(50):
-        step = fetch.failed(httpx.ConnectError("refused"))
+        step = fetch.unanswered(REFUSED)
         if isinstance(step, Retry):
             delays.append(step.delay)
     assert sum(delays) == pytest.approx(BACKOFF_CAP)
