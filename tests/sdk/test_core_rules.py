@@ -28,6 +28,7 @@ from promptory._core import ClientCore, Miss, Stale
 from promptory._fetch import Done, Fail, Retry
 from promptory._options import BACKOFF_CAP, BACKOFF_MAX_DELAY, ClientOptions
 from promptory._transport import transport_error
+from promptory._wire import MAX_ERROR_MESSAGE, MAX_RETRY_AFTER
 
 KEY = "pm_test_" + "x" * 40
 #: What the transport boundary makes of a refused connection.
@@ -577,3 +578,21 @@ def test_malformed_background_answer_starts_the_cooldown_too(clock: FakeClock) -
     assert isinstance(step, Fail)
     assert core.lookup_id("p-1") is state.entry.prompt  # cooling down: nothing starts
     assert core.stats()["revalidation_failures"] == 1
+
+
+def test_retry_after_is_capped(clock: FakeClock) -> None:
+    # A server saying "come back in 1e308 s" must not park a key for ever.
+    fetch = make_core(clock, retry_count=0).prompt_fetch(("id", "p-1", None), None)
+    step = fetch.answered(429, httpx.Headers({"Retry-After": "1e308"}), b"")
+    assert isinstance(step, Fail)
+    assert isinstance(step.error, RateLimitError)
+    assert step.error.retry_after == MAX_RETRY_AFTER
+
+
+def test_a_huge_error_message_is_cut(clock: FakeClock) -> None:
+    fetch = make_core(clock, retry_count=0).prompt_fetch(("id", "p-1", None), None)
+    body = json.dumps({"error": {"code": "PROMPT_NOT_FOUND", "message": "m" * 5_000_000}})
+    step = fetch.answered(404, httpx.Headers(), body.encode())
+    assert isinstance(step, Fail)
+    assert len(str(step.error)) < MAX_ERROR_MESSAGE + 200
+    assert "more characters" in str(step.error)
