@@ -17,7 +17,7 @@ from time import perf_counter_ns
 import httpx
 
 from promptory import PromptClient
-from promptory._core import user_agent
+from promptory._wire import user_agent
 
 from .measure import Figure, calibrate, interleave, per_op
 from .servers import process_server

@@ -15,6 +15,7 @@ from .exceptions import (
     PromptoryError,
     RateLimitError,
     RenderError,
+    ResponseTooLargeError,
     ServerError,
     UndefinedVariableError,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "PromptoryError",
     "RateLimitError",
     "RenderError",
+    "ResponseTooLargeError",
     "ServerError",
     "UndefinedVariableError",
     "__version__",

@@ -1,14 +1,20 @@
-"""`ClientBase`: what the sync and async clients share beyond the core — construction,
-the cache methods (plain methods in both), the headers and the repr."""
+"""`ClientBase`: what the sync and async clients share beyond the core — construction
+(options, snapshot, TLS context, prefetch list), the cache methods (plain methods in both),
+the headers and the repr. Neither client does network I/O in its constructor."""
 
 from __future__ import annotations
 
 import os
+import ssl
+from collections.abc import Iterable
 from typing import Any
 
-from ._core import ClientCore, ClientOptions, mask_key, user_agent
+from ._core import ClientCore
+from ._options import MAX_RESPONSE_BYTES, ClientOptions, mask_key, prefetch_targets
+from ._transport import ssl_context
+from ._wire import ACCEPT_ENCODING, user_agent
 from .exceptions import PromptoryError
-from .snapshot import Snapshot
+from .snapshot import PromptSnapshot
 
 __all__ = ["ClientBase"]
 
@@ -28,6 +34,9 @@ class ClientBase:
         max_stale: float | None,
         fallback: str | os.PathLike[str] | None,
         background_workers: int,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        prefetch: Iterable[Any] = (),
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
         options = ClientOptions.build(
             base_url=base_url,
@@ -38,11 +47,17 @@ class ClientBase:
             retry_count=retry_count,
             max_stale=max_stale,
             background_workers=background_workers,
+            max_response_bytes=max_response_bytes,
         )
-        snapshot = Snapshot.load(fallback) if fallback is not None else None
+        snapshot = PromptSnapshot.load(fallback) if fallback is not None else None
         self._core = ClientCore(options, snapshot=snapshot)
         self._api_key = api_key
         self._closed = False
+        # Fetched on entering the client's context (`with` / `async with`); checked now.
+        self._prefetch = list(prefetch)
+        prefetch_targets(self._prefetch)
+        # One TLS context for the client's life, kept across forks (README, "Options").
+        self._ssl_context = ssl_context(verify)
 
     @property
     def base_url(self) -> str:
@@ -58,11 +73,13 @@ class ClientBase:
             "Authorization": f"Bearer {self._api_key}",
             "User-Agent": user_agent(),
             "Accept": "application/json",
+            # Only what `_wire.AnswerBody` decodes, with its size bound.
+            "Accept-Encoding": ACCEPT_ENCODING,
         }
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(base_url={self._core.options.base_url!r}, "
+            f"{type(self).__name__}(base_url={self._core.options.shown_url!r}, "
             f"api_key={mask_key(self._api_key)!r})"
         )
 

@@ -8,6 +8,10 @@ Rules of this module:
   (insert, replace, evict, invalidate) hold one lock among themselves.
 - Entries are immutable but for their cooldown fields: a 200 or a 304 replaces the entry, so
   a reader holding an entry always sees one consistent (prompt, etag, age).
+- An invalidation wins over every answer to a request sent before it. `generation` counts
+  the invalidations (`invalidate`, `clear`); a fetch notes it when its request leaves, and
+  `put` stores nothing when it has moved since: that answer may predate what the caller
+  asked to forget.
 
 Keys are tuples, cheap to hash on the hot path:
 ``("id", prompt_id, ref)`` and ``("name", org, app, name, environment, ref)``; `key_text`
@@ -72,6 +76,8 @@ class PromptCache:
         self._data: OrderedDict[Hashable, CacheEntry] = OrderedDict()
         self._lock = threading.Lock()
         self.evictions = 0
+        #: Bumped by every invalidation; see the module's rules.
+        self.generation = 0
         # The entry last marked most recently used: a hit on it needs no reordering. Only a
         # hint: a stale value costs one unneeded `move_to_end`, never a wrong answer.
         self.last: CacheEntry | None = None
@@ -97,16 +103,27 @@ class PromptCache:
         return self._data.get(key)
 
     def put(
-        self, key: Hashable, prompt: Prompt, etag: str | None, now: float, *, pinned: bool = False
+        self,
+        key: Hashable,
+        prompt: Prompt,
+        etag: str | None,
+        now: float,
+        *,
+        generation: int,
+        pinned: bool = False,
     ) -> CacheEntry | None:
         """Store a prompt from a 200 answer, replacing any entry for `key`.
 
-        Returns the new entry, or None when the cache holds nothing (`max_size` 0).
+        `generation` is the cache's `generation` when the request left.
+        Returns the new entry, or None when nothing was stored: the cache holds nothing
+        (`max_size` 0), or an invalidation came after the request left.
         """
         if self.max_size <= 0:
             return None
         entry = CacheEntry(prompt, etag, now, math.inf if pinned else now + self.ttl)
         with self._lock:
+            if generation != self.generation:
+                return None
             self._data[key] = entry
             self._data.move_to_end(key)
             self.last = entry
@@ -143,12 +160,14 @@ class PromptCache:
     def invalidate(self, name: str) -> int:
         """Remove the entries of prompts matching `name`; return how many.
 
-        An entry matches when its prompt's name equals `name`, its id starts with `name`, or
+        An entry matches when its prompt's name equals `name`, its id starts with `name`
+        (in any case: UUIDs are case-insensitive), or
         its qualified name ``org/app/name`` starts with `name` segment by segment (``myorg``
         and ``myorg/myapp`` match, ``myorg/my`` does not).
         """
         wanted = name.split("/")
         with self._lock:
+            self.generation += 1
             doomed = [
                 key for key, entry in self._data.items() if _matches(entry.prompt, name, wanted)
             ]
@@ -159,6 +178,7 @@ class PromptCache:
     def clear(self) -> int:
         """Remove every entry; return how many there were."""
         with self._lock:
+            self.generation += 1
             count = len(self._data)
             self._data.clear()
         return count
@@ -184,7 +204,8 @@ class PromptCache:
 
 
 def _matches(prompt: Prompt, name: str, wanted: list[str]) -> bool:
-    if prompt.name == name or prompt.id.startswith(name):
+    # Ids are UUIDs, whose hex digits mean the same in either case (RFC 9562 §4).
+    if prompt.name == name or prompt.id.lower().startswith(name.lower()):
         return True
     qualified = [prompt.org, prompt.app, prompt.name]
     return len(wanted) <= 3 and qualified[: len(wanted)] == wanted

@@ -11,6 +11,12 @@ revalidation task per key. `aclose()` cancels and awaits every task it started.
 
 HTTP/2 is used when the ``async`` extra (httpx with h2) is installed and the server offers it
 (over TLS, by ALPN).
+
+The policies are the sync client's (see `promptory.client`): a caller waiting on another's
+request gives up after the longest a call can take; `_run` checks for close before each
+attempt; `prefetch` runs at most `PREFETCH_CONCURRENCY` fetches at a time; the constructor
+does no network I/O (``prefetch=`` runs on ``async with`` entry); at most
+`background_workers` revalidations run at a time.
 """
 
 from __future__ import annotations
@@ -28,19 +34,12 @@ import httpx
 
 from ._base import ClientBase
 from ._cache import CacheEntry, CacheKey, key_text
-from ._core import (
-    Done,
-    Fail,
-    Fallback,
-    ListFetch,
-    Miss,
-    PromptFetch,
-    RenderFetch,
-    Retry,
-    Stale,
-    prefetch_targets,
-)
-from .exceptions import PromptoryError
+from ._core import Fallback, Miss, Stale
+from ._fetch import Done, Fail, Fetch, PromptFetch, Retry
+from ._options import MAX_RESPONSE_BYTES, PREFETCH_CONCURRENCY, prefetch_targets
+from ._transport import new_async_http, transport_error
+from ._wire import AnswerBody, HttpRequest
+from .exceptions import APITimeoutError, PromptoryError
 from .prompt import Prompt
 
 __all__ = ["AsyncPromptClient"]
@@ -86,6 +85,7 @@ class AsyncPromptClient(ClientBase):
         verify: ssl.SSLContext | str | bool = True,
         proxy: str | None = None,
         http2: bool | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         super().__init__(
             base_url,
@@ -97,19 +97,20 @@ class AsyncPromptClient(ClientBase):
             max_stale=max_stale,
             fallback=fallback,
             background_workers=background_workers,
-        )
-        self._prefetch = list(prefetch)
-        prefetch_targets(self._prefetch)  # refuse bad entries now, not on entry
-        self._http = httpx.AsyncClient(
-            base_url=self._core.options.base_url,
-            headers=self._headers(),
-            timeout=self._core.options.timeout,
-            http2=_HTTP2_AVAILABLE if http2 is None else http2,
+            max_response_bytes=max_response_bytes,
+            prefetch=prefetch,
             verify=verify,
-            proxy=proxy,
-            follow_redirects=False,
+        )
+        self._http = new_async_http(
+            self._core.options,
+            self._headers(),
+            self._ssl_context,
+            proxy,
+            _HTTP2_AVAILABLE if http2 is None else http2,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Created on first need, inside the running loop (a semaphore binds to its loop).
+        self._background_slots: asyncio.Semaphore | None = None
 
     # -- fetching --
 
@@ -149,24 +150,30 @@ class AsyncPromptClient(ClientBase):
         """Fetch a prompt and render it; includes are resolved by the server.
         See `PromptClient.render`."""
         prompt = await self.get(prompt_id, ref=ref)
-        if not prompt.needs_server_render():
-            return prompt.render(variables)
+        local = self._core.render_locally(prompt, variables)
+        if local is not None:
+            return local
         self._check_open()
-        result = await self._run(self._core.render_fetch(prompt, variables, ref))
+        try:
+            result = await self._run(self._core.render_fetch(prompt, variables, ref))
+        except PromptoryError as error:
+            return self._core.render_offline(prompt, variables, error)
         assert isinstance(result, str)
         return result
 
     async def prefetch(self, prompts: Iterable[Any]) -> dict[str, Prompt | PromptoryError]:
         """Fetch several prompts concurrently (a warm start). See `PromptClient.prefetch`."""
         targets = prefetch_targets(prompts)
+        slots = asyncio.Semaphore(PREFETCH_CONCURRENCY)
 
         async def one(args: tuple[Any, ...]) -> Prompt | PromptoryError:
-            try:
-                if len(args) == 1:
-                    return await self.get(args[0])
-                return await self.get_by_name(*args)
-            except PromptoryError as error:
-                return error
+            async with slots:
+                try:
+                    if len(args) == 1:
+                        return await self.get(args[0])
+                    return await self.get_by_name(*args)
+                except PromptoryError as error:
+                    return error
 
         outcomes = await asyncio.gather(*(one(args) for _, args in targets))
         return {label: outcome for (label, _), outcome in zip(targets, outcomes, strict=True)}
@@ -240,7 +247,14 @@ class AsyncPromptClient(ClientBase):
             flight = self._start(key, self._core.prompt_fetch(key, seen), background=False)
         flight.waiters += 1
         try:
-            result = await asyncio.shield(flight.task)
+            # Waiting on another caller's request gives up as the sync client does.
+            result = await asyncio.wait_for(
+                asyncio.shield(flight.task), self._core.options.give_up_after + 1.0
+            )
+        except asyncio.TimeoutError:
+            raise APITimeoutError(
+                f"gave up waiting for the request already in flight for {key_text(key)}"
+            ) from None
         except asyncio.CancelledError:
             if flight.task.cancelled() and self._closed:
                 raise PromptoryError("the AsyncPromptClient was closed") from None
@@ -260,8 +274,15 @@ class AsyncPromptClient(ClientBase):
         self._core.revalidations += 1
         self._start(key, self._core.prompt_fetch(key, seen, background=True), background=True)
 
+    async def _revalidate(self, fetch: PromptFetch) -> Any:
+        # At most `background_workers` revalidations run at a time, as in the sync client.
+        if self._background_slots is None:
+            self._background_slots = asyncio.Semaphore(self._core.options.background_workers)
+        async with self._background_slots:
+            return await self._run(fetch)
+
     def _start(self, key: CacheKey, fetch: PromptFetch, *, background: bool) -> _Flight:
-        task = asyncio.ensure_future(self._run(fetch))
+        task = asyncio.ensure_future(self._revalidate(fetch) if background else self._run(fetch))
         flight = _Flight(task, background)
         self._core.flights[key] = flight
         self._tasks.add(task)
@@ -281,31 +302,25 @@ class AsyncPromptClient(ClientBase):
         if self._core.flights.get(key) is flight:
             del self._core.flights[key]
 
-    async def _run(self, fetch: PromptFetch | RenderFetch | ListFetch) -> Any:
+    async def _run(self, fetch: Fetch) -> Any:
         """Send the fetch's requests until it is done: the only I/O loop of this client.
 
-        `timeout` bounds each whole attempt (connect, send, receive the full answer)."""
+        `timeout` bounds each whole attempt (connect, send, receive and decode the answer)."""
         request = fetch.request
         timeout = self._core.options.timeout
-        # An absolute URL and no empty params: httpx then parses the URL once, not three
-        # times (merging with its base URL and with empty params each parse it again).
-        base_url = self._core.options.base_url
         while True:
+            if self._closed:
+                raise PromptoryError(f"{fetch.label}: the client was closed")
             try:
-                response = await asyncio.wait_for(
-                    self._http.request(
-                        request.method,
-                        base_url + request.path,
-                        params=request.params or None,
-                        headers=request.headers or None,
-                        content=request.content,
-                    ),
-                    timeout,
+                status, headers, content = await asyncio.wait_for(
+                    self._attempt(request, fetch.label), timeout
                 )
+            except PromptoryError as error:  # the answer was too large or undecodable
+                step = fetch.unanswered(error)
             except (httpx.HTTPError, OSError, asyncio.TimeoutError) as exc:
-                step = fetch.failed(exc)
+                step = fetch.unanswered(transport_error(exc, fetch.label, self._core.options))
             else:
-                step = fetch.answered(response.status_code, response.headers, response.content)
+                step = fetch.answered(status, headers, content)
             if isinstance(step, Done):
                 return step.value
             if isinstance(step, Retry):
@@ -315,3 +330,19 @@ class AsyncPromptClient(ClientBase):
                 continue
             assert isinstance(step, Fail)
             raise step.error
+
+    async def _attempt(self, request: HttpRequest, label: str) -> tuple[int, httpx.Headers, bytes]:
+        options = self._core.options
+        # An absolute URL and no empty params: httpx then parses the URL once, not three
+        # times (merging with its base URL and with empty params each parse it again).
+        async with self._http.stream(
+            request.method,
+            options.base_url + request.path,
+            params=request.params or None,
+            headers=request.headers or None,
+            content=request.content,
+        ) as response:
+            body = AnswerBody(response.headers, options.max_response_bytes, label)
+            async for chunk in response.aiter_raw():
+                body.feed(chunk)
+            return response.status_code, response.headers, body.finish()

@@ -6,8 +6,14 @@ This module holds only I/O, locks and background threads; every decision comes f
 Threads: a `PromptClient` is safe to share. A fresh cache hit takes no lock. Concurrent
 misses on one key share one request (single flight); stale hits start at most one background
 revalidation per key, on a small pool of `background_workers` threads created on first need.
-After `os.fork()` the child gets new locks, a new pool and a new connection pool, so
-pre-fork servers (gunicorn, uWSGI) work with a client created before the fork.
+After `os.fork()` the child gets new locks and a new thread pool, and builds a new HTTP
+client on its first request (reusing the parent's TLS context), so pre-fork servers
+(gunicorn, uWSGI) work with a client created before the fork.
+
+`PromptClient` and `AsyncPromptClient` are one design driven two ways: every decision is a
+step of `_fetch` or a method of `_core.ClientCore`, and each client's `_run` is the single
+loop that sends a request, reads its answer through `_wire.AnswerBody` and applies the step.
+They differ only in how they wait (threads and events here, tasks there).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import logging
 import os
 import ssl
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -26,19 +33,11 @@ import httpx
 
 from ._base import ClientBase
 from ._cache import CacheEntry, CacheKey, key_text
-from ._core import (
-    Done,
-    Fail,
-    Fallback,
-    ListFetch,
-    Miss,
-    PromptFetch,
-    RenderFetch,
-    Retry,
-    Stale,
-    prefetch_targets,
-)
-from ._transport import DeadlineTransport, attempt_deadline
+from ._core import Fallback, Miss, Stale
+from ._fetch import Done, Fail, Fetch, Retry
+from ._options import MAX_RESPONSE_BYTES, PREFETCH_CONCURRENCY, prefetch_targets
+from ._transport import attempt_deadline, new_sync_http, transport_error
+from ._wire import AnswerBody, HttpRequest
 from .exceptions import APITimeoutError, PromptoryError
 from .prompt import Prompt
 
@@ -76,10 +75,15 @@ class PromptClient(ClientBase):
             it for as long as the server cannot be reached.
         fallback: a snapshot file written by ``promptory pull``, served when the server
             cannot be reached and the cache holds nothing for the prompt.
-        prefetch: prompts to fetch concurrently at construction (see `prefetch`).
+        prefetch: prompts to fetch concurrently on entering ``with`` (see `prefetch`);
+            the constructor itself does no network I/O.
         background_workers: threads that revalidate stale prompts.
-        verify: TLS verification, as httpx takes it (True, a CA bundle path, an SSLContext).
-        proxy: an HTTP proxy URL.
+        verify: TLS verification, as httpx takes it (True, False, a CA bundle file or
+            directory, an `ssl.SSLContext`); one context is built per client.
+        proxy: an HTTP proxy URL; without one, ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY``
+            apply as httpx reads them.
+        max_response_bytes: the largest answer accepted, in decoded bytes (10 MB by
+            default); a larger one raises `ResponseTooLargeError` as soon as it passes.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class PromptClient(ClientBase):
         background_workers: int = 2,
         verify: ssl.SSLContext | str | bool = True,
         proxy: str | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         super().__init__(
             base_url,
@@ -108,29 +113,33 @@ class PromptClient(ClientBase):
             max_stale=max_stale,
             fallback=fallback,
             background_workers=background_workers,
+            max_response_bytes=max_response_bytes,
+            prefetch=prefetch,
+            verify=verify,
         )
-        self._verify = verify
         self._proxy = proxy
-        self._http = self._new_http()
+        self._http: httpx.Client | None = None  # built on first use: see `_client`
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._executor: ThreadPoolExecutor | None = None
         # Named per client, so a process with several clients can tell their threads apart.
         self._pool_name = f"promptory-revalidate-{id(self):x}"
         _LIVE_CLIENTS.add(self)
-        if prefetch:
-            for label, error in self.prefetch(prefetch).items():
-                if isinstance(error, PromptoryError):
-                    logger.warning("prefetch of %s failed: %s", label, error)
 
-    def _new_http(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self._core.options.base_url,
-            headers=self._headers(),
-            timeout=self._core.options.timeout,
-            transport=DeadlineTransport(verify=self._verify, proxy=self._proxy),
-            follow_redirects=False,
-        )
+    def _client(self) -> httpx.Client:
+        """The HTTP client, built on first use (after a fork too: the child builds its own
+        when it first needs it, not inside the fork hook)."""
+        http = self._http
+        if http is None:
+            with self._lock:
+                if self._closed:
+                    raise PromptoryError(f"the {type(self).__name__} was closed; create a new one")
+                http = self._http
+                if http is None:
+                    http = self._http = new_sync_http(
+                        self._core.options, self._headers(), self._ssl_context, self._proxy
+                    )
+        return http
 
     # -- fetching --
 
@@ -192,10 +201,14 @@ class PromptClient(ClientBase):
         the server uses, so the result is the same string without a request.
         """
         prompt = self.get(prompt_id, ref=ref)
-        if not prompt.needs_server_render():
-            return prompt.render(variables)
+        local = self._core.render_locally(prompt, variables)
+        if local is not None:
+            return local
         self._check_open()
-        result = self._run(self._core.render_fetch(prompt, variables, ref))
+        try:
+            result = self._run(self._core.render_fetch(prompt, variables, ref))
+        except PromptoryError as error:
+            return self._core.render_offline(prompt, variables, error)
         assert isinstance(result, str)
         return result
 
@@ -221,7 +234,7 @@ class PromptClient(ClientBase):
 
         if not targets:
             return results
-        workers = min(8, len(targets))
+        workers = min(PREFETCH_CONCURRENCY, len(targets))
         with ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="promptory-prefetch"
         ) as pool:
@@ -250,7 +263,9 @@ class PromptClient(ClientBase):
     # -- lifecycle --
 
     def close(self) -> None:
-        """Stop background revalidations, wait for the running ones, and close connections."""
+        """Stop background revalidations, wait for the running ones, and close connections.
+        Afterwards nothing is in flight and no caller waits: a caller waiting on a request
+        that close() cut short gets a `PromptoryError` saying the client was closed."""
         with self._lock:
             if self._closed:
                 return
@@ -259,10 +274,24 @@ class PromptClient(ClientBase):
         self._stop.set()  # a read in progress ends within STOP_POLL; no retry starts
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
-        self._http.close()
+        # Revalidations cancelled before they ran never end their flights themselves.
+        with self._lock:
+            flights = list(self._core.flights.values())
+            self._core.flights.clear()
+            http, self._http = self._http, None
+        for flight in flights:
+            if not flight.done.is_set():
+                flight.error = PromptoryError(f"the {type(self).__name__} was closed")
+                flight.done.set()
+        if http is not None:
+            http.close()
         _LIVE_CLIENTS.discard(self)
 
     def __enter__(self) -> PromptClient:
+        if self._prefetch:
+            for label, outcome in self.prefetch(self._prefetch).items():
+                if isinstance(outcome, PromptoryError):
+                    logger.warning("prefetch of %s failed: %s", label, outcome)
         return self
 
     def __exit__(
@@ -295,7 +324,7 @@ class PromptClient(ClientBase):
         if not leader:
             if not flight.done.wait(self._core.options.give_up_after + 1.0):
                 raise APITimeoutError(
-                    f"gave up waiting for the request already in flight for {key!r}"
+                    f"gave up waiting for the request already in flight for {key_text(key)}"
                 )
             return _outcome(flight, key)
         try:
@@ -347,33 +376,24 @@ class PromptClient(ClientBase):
                 self._core.flights.pop(key, None)
             flight.done.set()
 
-    def _run(self, fetch: PromptFetch | RenderFetch | ListFetch) -> Any:
+    def _run(self, fetch: Fetch) -> Any:
         """Send the fetch's requests until it is done: the only I/O loop of this client."""
         request = fetch.request
-        timeout = self._core.options.timeout
-        # An absolute URL and no empty params: httpx then parses the URL once, not three
-        # times (merging with its base URL and with empty params each parse it again).
-        base_url = self._core.options.base_url
         while True:
             if self._stop.is_set():
                 raise PromptoryError(f"{fetch.label}: the client was closed")
             try:
-                with attempt_deadline(timeout, self._stop):
-                    response = self._http.request(
-                        request.method,
-                        base_url + request.path,
-                        params=request.params or None,
-                        headers=request.headers or None,
-                        content=request.content,
-                    )
+                status, headers, content = self._attempt(request, fetch.label)
+            except PromptoryError as error:  # the answer was too large or undecodable
+                step = fetch.unanswered(error)
             except (httpx.HTTPError, OSError) as exc:
-                step = fetch.failed(exc)
-            except RuntimeError as exc:
+                step = fetch.unanswered(transport_error(exc, fetch.label, self._core.options))
+            except RuntimeError as exc:  # httpx refuses a closed client
                 if not self._closed:
                     raise
-                step = fetch.failed(exc)
+                step = fetch.unanswered(transport_error(exc, fetch.label, self._core.options))
             else:
-                step = fetch.answered(response.status_code, response.headers, response.content)
+                step = fetch.answered(status, headers, content)
             if isinstance(step, Done):
                 return step.value
             if isinstance(step, Retry):
@@ -384,6 +404,29 @@ class PromptClient(ClientBase):
             assert isinstance(step, Fail)
             raise step.error
 
+    def _attempt(self, request: HttpRequest, label: str) -> tuple[int, httpx.Headers, bytes]:
+        """One attempt, bounded by `timeout` from connecting to the last decoded byte."""
+        options = self._core.options
+        deadline = time.monotonic() + options.timeout
+        with (
+            attempt_deadline(options.timeout, self._stop),
+            # An absolute URL and no empty params: httpx then parses the URL once, not three
+            # times (merging with its base URL and with empty params each parse it again).
+            self._client().stream(
+                request.method,
+                options.base_url + request.path,
+                params=request.params or None,
+                headers=request.headers or None,
+                content=request.content,
+            ) as response,
+        ):
+            body = AnswerBody(response.headers, options.max_response_bytes, label)
+            for chunk in response.iter_raw():
+                body.feed(chunk)
+                if time.monotonic() > deadline:  # decoding counts against the attempt too
+                    raise httpx.ReadTimeout("the attempt's time ran out while decoding")
+            return response.status_code, response.headers, body.finish()
+
     def _after_fork_in_child(self) -> None:
         # Locks may have been held by threads that do not exist in the child; the pool's
         # threads are gone; the connections are shared with the parent. Start over, keeping
@@ -393,8 +436,9 @@ class PromptClient(ClientBase):
         self._core.cache.reset_lock()
         self._core.flights.clear()
         self._executor = None
-        if not self._closed:
-            self._http = self._new_http()  # the parent's pool is abandoned, not closed
+        # The parent's connections are abandoned, not closed (closing would shut sockets
+        # the parent still uses); `_client` builds a new HTTP client on first use.
+        self._http = None
 
 
 def _outcome(flight: _Flight, key: CacheKey) -> Prompt:

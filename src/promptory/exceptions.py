@@ -12,6 +12,7 @@ PromptoryError                      status_code, code, prompt
 ├── BadRequestError                 any other 4xx
 ├── ServerError                     5xx
 ├── MalformedResponseError          an answer that is not a valid prompt (never cached)
+│   └── ResponseTooLargeError       an answer past `max_response_bytes` (decoded)
 └── RenderError                     a template that fails to render, locally or on the server
     └── UndefinedVariableError      strict rendering found variables that were not given
 ```
@@ -34,6 +35,7 @@ __all__ = [
     "PromptoryError",
     "RateLimitError",
     "RenderError",
+    "ResponseTooLargeError",
     "ServerError",
     "UndefinedVariableError",
 ]
@@ -135,6 +137,11 @@ class ServerError(PromptoryError):
 
 class MalformedResponseError(PromptoryError):
     """The server's answer could not be understood; it was not cached."""
+
+
+class ResponseTooLargeError(MalformedResponseError):
+    """An answer larger than the client's `max_response_bytes`, counted in decoded bytes:
+    reading stopped at the bound."""
 
 
 class RenderError(PromptoryError):

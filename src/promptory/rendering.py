@@ -29,6 +29,7 @@ Compilation happens once per body (`compile_body` keeps the latest ones), never 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -668,6 +669,17 @@ _PLAIN_ENV = PromptEnvironment()
 _COMPILED: OrderedDict[str, CompiledTemplate] = OrderedDict()
 _COMPILED_LOCK = threading.Lock()
 _COMPILED_MAX = 1024
+
+
+def _reset_compiled_lock_in_child() -> None:
+    # A fork while another thread holds the lock would leave it held for good in the child
+    # (that thread does not exist there), and the child's first compile would deadlock.
+    global _COMPILED_LOCK
+    _COMPILED_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_compiled_lock_in_child)
 
 
 def _globals(environment: Environment) -> dict[str, Any]:

@@ -19,6 +19,12 @@ Modes (`FaultProxy.MODES`):
 ``status:NNN``  answer NNN by itself (500, 502, 503, 504) with a JSON error envelope.
 ``429-seconds`` answer 429 by itself with ``Retry-After: 7``.
 ``429-date``    answer 429 by itself with ``Retry-After`` as an HTTP date 30 s ahead.
+``deep:NNN``    answer NNN (200, 404, 503) by itself with JSON nested `DEEP` levels deep.
+``deep-model``  answer 200 with a valid prompt whose ``model`` nests `DEEP_MODEL` levels.
+``bomb``        answer 200 with ``Content-Encoding: gzip``: a small body that inflates to a
+                valid prompt of `BOMB_BYTES` bytes.
+``endless``     answer 200 without a length and send body bytes until the client closes,
+                the proxy stops, or `STALL_LIMIT` passes; `sent_bytes` counts them.
 =============== ===========================================================================
 
 ``reset``, ``drip`` and ``truncate`` drop ``If-None-Match`` from the request they forward, so
@@ -38,6 +44,8 @@ Rules of this module:
 from __future__ import annotations
 
 import contextlib
+import functools
+import gzip
 import json
 import socket
 import struct
@@ -66,6 +74,7 @@ RETRY_AFTER_DATE_AHEAD = 30.0
 
 _REASONS = {
     200: "OK",
+    404: "Not Found",
     429: "Too Many Requests",
     500: "Internal Server Error",
     502: "Bad Gateway",
@@ -73,6 +82,14 @@ _REASONS = {
     504: "Gateway Timeout",
 }
 _DAMAGING = frozenset({"reset", "drip", "truncate"})
+#: How deep ``deep:NNN`` nests its JSON: far past any recursion limit.
+DEEP = 100_000
+#: How deep ``deep-model`` nests the prompt's ``model``: parseable, too deep to walk.
+DEEP_MODEL = 990
+#: What ``bomb`` inflates to, in bytes: past the SDK's default 10 MB bound.
+BOMB_BYTES = 30 * 1024 * 1024
+#: The prompt id the self-answered prompts carry (the fault suite's `PROMPT_ID`).
+ANSWERED_ID = "22222222-2222-4222-8222-222222222222"
 
 
 class _Closed(Exception):
@@ -115,6 +132,12 @@ class FaultProxy:
         "status:504",
         "429-seconds",
         "429-date",
+        "deep:200",
+        "deep:404",
+        "deep:503",
+        "deep-model",
+        "bomb",
+        "endless",
     )
 
     def __init__(self, upstream: tuple[str, int], *, drip_delay: float = 0.02) -> None:
@@ -135,6 +158,7 @@ class FaultProxy:
         self._applied = 0
         self._applied_changed = threading.Condition(self._lock)
         self._served = 0
+        self._sent_endless = 0
 
     # -- lifecycle --
 
@@ -227,6 +251,11 @@ class FaultProxy:
         """Requests received (in `mode`, or in all modes)."""
         with self._lock:
             return self._attempts[mode] if mode is not None else sum(self._attempts.values())
+
+    def sent_bytes(self) -> int:
+        """Body bytes sent so far by ``endless``."""
+        with self._lock:
+            return self._sent_endless
 
     def reset_attempts(self) -> None:
         """Forget the requests counted so far."""
@@ -327,6 +356,9 @@ class FaultProxy:
                     return
                 elif mode == "drip":
                     self._drip(conn, self._forward(upstream, _unconditional(request.raw)).raw)
+                elif mode == "endless":
+                    self._endless(conn)
+                    return
                 elif mode == "truncate":
                     answer = self._forward(upstream, _unconditional(request.raw))
                     conn.sendall(answer.head + answer.body[: len(answer.body) // 2])
@@ -354,6 +386,19 @@ class FaultProxy:
                     return  # the client gave up and closed
             except TimeoutError:
                 continue
+
+    def _endless(self, conn: socket.socket) -> None:
+        """`endless`: a 200 head without a length, then body bytes for as long as allowed."""
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+        chunk = b'{"id": "' + b"a" * 65536
+        deadline = time.monotonic() + STALL_LIMIT
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            try:
+                conn.sendall(chunk)  # raises once the client has closed
+            except TimeoutError:
+                continue
+            with self._lock:
+                self._sent_endless += len(chunk)
 
     def _drip(self, conn: socket.socket, data: bytes) -> None:
         for index in range(len(data)):
@@ -455,11 +500,39 @@ def _unconditional(request: bytes) -> bytes:
     return b"\r\n".join(lines) + sep + body
 
 
+def _prompt(**fields: object) -> dict[str, object]:
+    return {"id": ANSWERED_ID, "name": "welcome", "body": "Welcome.", **fields}
+
+
+def _nested(depth: int) -> object:
+    value: object = {}
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+@functools.cache
+def _bomb() -> bytes:
+    return gzip.compress(json.dumps(_prompt(body="x" * BOMB_BYTES)).encode(), compresslevel=9)
+
+
 def _own_answer(mode: str) -> bytes:
     """The answer of a mode that answers by itself."""
     headers = {"Content-Type": "application/json"}
     if mode == "garble":
         status, body = 200, GARBLED_BODY
+    elif mode.startswith("deep:"):
+        status = int(mode.partition(":")[2])
+        body = b"[" * DEEP + b"]" * DEEP
+    elif mode == "deep-model":
+        # Written by hand: json.dumps itself would recurse too deep.
+        status = 200
+        model = b'{"k": ' * DEEP_MODEL + b"{}" + b"}" * DEEP_MODEL
+        body = json.dumps(_prompt(model="@")).encode().replace(b'"@"', model)
+    elif mode == "bomb":
+        status = 200
+        body = _bomb()
+        headers["Content-Encoding"] = "gzip"
     else:
         if mode.startswith("status:"):
             status = int(mode.partition(":")[2])

@@ -30,7 +30,7 @@ from promptory import (
     RateLimitError,
     ServerError,
 )
-from promptory._core import BACKOFF_CAP
+from promptory._options import BACKOFF_CAP
 from sdk.conftest import Driver, wait_until
 
 from .conftest import PROMPT_ID, Cell, ClientFactory, Matrix

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from promptory import APITimeoutError, AsyncPromptClient, PromptClient
-from promptory._core import BACKOFF_CAP
+from promptory import APITimeoutError, AsyncPromptClient, PromptClient, PromptoryError
+from promptory._options import BACKOFF_CAP
 from sdk.conftest import API_KEY, wait_until
 
 from .conftest import PROMPT_ID, ClientFactory
@@ -110,3 +110,55 @@ def test_closing_an_async_client_during_a_stalled_revalidation_leaves_no_task(
     assert left == set()
     wait_until(lambda: proxy.open_connections() == 0, timeout=SLACK, what="sockets closed")
     assert proxy.attempts("stall") == 1
+
+
+def test_closing_a_sync_client_wakes_a_caller_waiting_on_a_queued_revalidation(
+    proxy: FaultProxy,
+) -> None:
+    # One worker: the revalidation by id stalls on it, the one by name waits in the queue.
+    # A caller whose copy is past max_stale waits on the queued one. close() cancels the
+    # queue; the waiting caller must be told at once, not after its whole wait (issue 9,
+    # item 14), and nothing is left in flight.
+    timeout = 10.0
+    client = PromptClient(
+        proxy.url,
+        API_KEY,
+        cache_ttl=0.05,
+        max_stale=0.2,
+        timeout=timeout,
+        retry_count=3,
+        background_workers=1,
+    )
+    outcome: list[BaseException | None] = []
+    try:
+        client.get(PROMPT_ID)
+        client.get_by_name("myorg", "myapp", "welcome")
+        wait_until(lambda: client.cache_stats()["stale_entries"] == 2, what="staleness")
+        proxy.set_mode("stall")
+        client.get(PROMPT_ID)  # stale: its revalidation takes the only worker and stalls
+        client.get_by_name("myorg", "myapp", "welcome")  # stale: queued behind it
+        wait_until(lambda: proxy.attempts("stall") == 1, what="the first revalidation to stall")
+        assert client.cache_stats()["in_flight"] == 2
+        # Past max_stale the copy is no longer served: the caller waits on the queued flight.
+        stored = time.monotonic()
+        wait_until(lambda: time.monotonic() - stored > 0.3, what="max_stale to pass")
+
+        def waiter() -> None:
+            try:
+                client.get_by_name("myorg", "myapp", "welcome")
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        misses = client.cache_stats()["misses"]
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        # Its lookup missed: it is on its way to wait on the queued flight.
+        wait_until(lambda: client.cache_stats()["misses"] == misses + 1, what="the waiter")
+    finally:
+        client.close()
+
+    thread.join(timeout + SLACK)
+    assert not thread.is_alive(), "a caller still waits after close()"
+    assert len(outcome) == 1 and isinstance(outcome[0], PromptoryError)
+    assert client.cache_stats()["in_flight"] == 0

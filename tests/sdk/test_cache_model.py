@@ -14,6 +14,9 @@ written out directly:
   it has one; if that entry was replaced, evicted or invalidated meanwhile, the 304 is
   answered by an unconditional fetch (rule 5);
 - 401, 403 and 404 evict (rule 8);
+- an invalidation wins over every answer to a request sent before it: a 200 to a request
+  that left before any ``cache_invalidate``/``cache_invalidate_all`` is handed to its caller
+  but not stored (issue 9, item 11);
 - ``cache_invalidate(pattern)`` removes entries whose prompt name equals the pattern, whose
   id starts with it, or whose ``org/app/name`` starts with it segment by segment; the
   count is returned, as by ``cache_invalidate_all()``.
@@ -41,7 +44,9 @@ from hypothesis.stateful import (
 )
 
 from promptory import AuthenticationError, ForbiddenError, NotFoundError, Prompt
-from promptory._core import ClientCore, ClientOptions, Done, Fail, Miss, PromptFetch, Retry, Stale
+from promptory._core import ClientCore, Miss, Stale
+from promptory._fetch import Done, Fail, PromptFetch, Retry
+from promptory._options import ClientOptions
 
 from .test_core_rules import KEY, FakeClock
 
@@ -104,6 +109,10 @@ PATTERNS = st.one_of(
     st.sampled_from(["myorg/my", "my", "myorg/myapp/gre", "myorg/myapp/greet"]),
     st.sampled_from(["myorg/myapp/greeting", "myorg/myapp/greeting/x", "myorg/", "/"]),
     st.tuples(st.sampled_from(CATALOGUE), st.integers(1, 36)).map(lambda t: t[0].id[: t[1]]),
+    # The same id prefixes in upper case: UUIDs are case-insensitive.
+    st.tuples(st.sampled_from(CATALOGUE), st.integers(1, 36)).map(
+        lambda t: t[0].id[: t[1]].upper()
+    ),
     st.text(alphabet="myorgapetin/-0123456789abcdef", min_size=1, max_size=12),
 )
 
@@ -150,6 +159,7 @@ class Model:
         self.max_size = max_size
         self.entries: OrderedDict[tuple[Any, ...], ModelEntry] = OrderedDict()
         self.generations = 0
+        self.invalidations = 0
         self.evictions = 0
         self.hits = self.stale_hits = self.misses = 0
 
@@ -172,8 +182,11 @@ class Model:
         self.stale_hits += 1
         return "stale"
 
-    def store(self, key: tuple[Any, ...], prompt: Prompt, etag: str | None, now: float) -> None:
-        if self.max_size == 0:
+    def store(
+        self, key: tuple[Any, ...], prompt: Prompt, etag: str | None, now: float, sent: int
+    ) -> None:
+        """A 200 to a request that left when `sent` invalidations had happened."""
+        if self.max_size == 0 or sent != self.invalidations:
             return
         self.generations += 1
         self.entries[key] = ModelEntry(prompt, etag, now, key[-1] is not None, self.generations)
@@ -199,12 +212,13 @@ class Model:
         self.entries.pop(key, None)
 
     def invalidate(self, pattern: str) -> int:
+        self.invalidations += 1
         segments = pattern.split("/")
         doomed = [
             key
             for key, entry in self.entries.items()
             if entry.prompt.name == pattern
-            or entry.prompt.id.startswith(pattern)
+            or entry.prompt.id.lower().startswith(pattern.lower())
             or [entry.prompt.org, entry.prompt.app, entry.prompt.name][: len(segments)] == segments
         ]
         for key in doomed:
@@ -212,6 +226,7 @@ class Model:
         return len(doomed)
 
     def clear(self) -> int:
+        self.invalidations += 1
         count = len(self.entries)
         self.entries.clear()
         return count
@@ -222,11 +237,13 @@ class Model:
 
 @dataclass
 class Pending:
-    """A conditional request sent for `key` when its entry was `generation`."""
+    """A request sent for `key`: conditional when its entry was `generation` (None: nothing
+    was cached), after `invalidations` invalidations."""
 
     key: tuple[Any, ...]
     item: Catalogued
-    generation: int
+    generation: int | None
+    invalidations: int
     fetch: PromptFetch
 
 
@@ -270,7 +287,14 @@ class CacheMachine(RuleBasedStateMachine):
         self.etags += 1
         return f'"e{self.etags}"'
 
-    def answer_200(self, fetch: PromptFetch, key: tuple[Any, ...], item: Catalogued) -> None:
+    def answer_200(
+        self,
+        fetch: PromptFetch,
+        key: tuple[Any, ...],
+        item: Catalogued,
+        sent: int | None = None,
+    ) -> None:
+        """`fetch` gets a 200; its request left after `sent` invalidations (None: now)."""
         etag = self.new_etag()
         headers = {"ETag": etag}
         if key[-1] is not None:  # a tag or commit: the server marks the answer immutable
@@ -278,7 +302,9 @@ class CacheMachine(RuleBasedStateMachine):
         step = fetch.answered(200, httpx.Headers(headers), item.json(self.etags))
         assert isinstance(step, Done), step
         assert isinstance(step.value, Prompt)
-        self.model.store(key, step.value, etag, self.clock())
+        self.model.store(
+            key, step.value, etag, self.clock(), self.model.invalidations if sent is None else sent
+        )
 
     # -- rules --
 
@@ -325,17 +351,28 @@ class CacheMachine(RuleBasedStateMachine):
             self.answer_200(self.core.prompt_fetch(key, None), key, item)
 
     @rule(index=PICK)
-    def send_conditional(self, index: int) -> None:
-        """A revalidation leaves: conditional on the cached entry's ETag (rule 4)."""
+    def send(self, index: int) -> None:
+        """A request leaves and waits for its answer: conditional on the cached entry's ETag
+        (rule 4), unconditional when nothing is cached."""
         key, item = self.pick(index)
         seen = self.core.cache.peek(key)
         entry = self.model.entries.get(key)
         assert (seen is None) == (entry is None)
-        if seen is None or entry is None:
-            return
         fetch = self.core.prompt_fetch(key, seen)
-        assert fetch.request.headers.get("If-None-Match") == entry.etag
-        self.pending.append(Pending(key, item, entry.generation, fetch))
+        if entry is None:
+            assert "If-None-Match" not in fetch.request.headers
+        else:
+            assert fetch.request.headers.get("If-None-Match") == entry.etag
+        generation = None if entry is None else entry.generation
+        self.pending.append(Pending(key, item, generation, self.model.invalidations, fetch))
+
+    @precondition(lambda self: bool(self.pending))
+    @rule(index=st.integers(0, 100))
+    def answer_late_200(self, index: int) -> None:
+        """The 200 to a request sent earlier arrives, maybe after an invalidation: then the
+        caller gets it, the cache does not keep it (issue 9, item 11)."""
+        pending = self.pending.pop(index % len(self.pending))
+        self.answer_200(pending.fetch, pending.key, pending.item, pending.invalidations)
 
     @precondition(lambda self: bool(self.pending))
     @rule(index=st.integers(0, 100), with_etag=st.booleans())
@@ -345,7 +382,9 @@ class CacheMachine(RuleBasedStateMachine):
         etag = self.new_etag() if with_etag else None
         headers = httpx.Headers({"ETag": etag} if etag else {})
         step = pending.fetch.answered(304, headers, b"")
-        if self.model.not_modified(pending.key, pending.generation, etag, self.clock()):
+        if pending.generation is not None and self.model.not_modified(
+            pending.key, pending.generation, etag, self.clock()
+        ):
             assert isinstance(step, Done), step
             assert step.value is self.model.entries[pending.key].prompt
         else:

@@ -358,6 +358,16 @@ def test_cache_invalidate_by_id_prefix(sdk: SdkFactory, backend) -> None:
     assert client.cache_invalidate(backend.greeting_id[:8]) == 1
 
 
+def test_cache_invalidate_by_id_prefix_ignores_case(sdk: SdkFactory, legacy: LegacyServer) -> None:
+    # UUIDs are case-insensitive (RFC 9562 §4): "D23F0824" names what "d23f0824" names.
+    prompt_id = "d23f0824-5c4e-4f8a-9b1d-0e2a7c6b5f3e"
+    legacy.add(LegacyPrompt(id=prompt_id, name="cased", body="x"))
+    client = sdk(legacy.url)
+    client.get(prompt_id)
+    assert client.cache_invalidate("D23F0824") == 1
+    assert client.cache_stats()["total_entries"] == 0
+
+
 def test_cache_invalidate_all_empties_the_cache(sdk: SdkFactory, backend) -> None:
     client = sdk(backend.url)
     client.get(backend.greeting_id)

@@ -162,3 +162,27 @@ def test_the_package_is_typed() -> None:
     from importlib.resources import files
 
     assert files("promptory").joinpath("py.typed").is_file()
+
+
+@pytest.mark.parametrize("cls", CLIENTS)
+def test_credentials_in_base_url_never_show_in_a_repr(cls) -> None:
+    client = cls("http://user:hunter2pass@127.0.0.1:8000", SECRET)
+    assert "hunter2pass" not in repr(client)
+    assert "user:***@127.0.0.1:8000" in repr(client)
+
+
+def test_credentials_in_base_url_never_show_in_an_error(refused_url: str) -> None:
+    url = refused_url.replace("http://", "http://user:hunter2pass@")
+    with (
+        PromptClient(url, SECRET, retry_count=0) as client,
+        pytest.raises(PromptoryError) as caught,
+    ):
+        client.get("some-id")
+    assert "hunter2pass" not in str(caught.value)
+
+
+@pytest.mark.parametrize("cls", CLIENTS)
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "10"])
+def test_max_response_bytes_must_be_a_positive_whole_number(cls, value: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="max_response_bytes"):
+        cls("http://127.0.0.1:8000", SECRET, max_response_bytes=value)

@@ -15,6 +15,7 @@ import pytest
 
 from promptory import (
     APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
     ForbiddenError,
     MalformedResponseError,
@@ -23,19 +24,15 @@ from promptory import (
     RateLimitError,
     ServerError,
 )
-from promptory._core import (
-    BACKOFF_CAP,
-    BACKOFF_MAX_DELAY,
-    ClientCore,
-    ClientOptions,
-    Done,
-    Fail,
-    Miss,
-    Retry,
-    Stale,
-)
+from promptory._core import ClientCore, Miss, Stale
+from promptory._fetch import Done, Fail, Retry
+from promptory._options import BACKOFF_CAP, BACKOFF_MAX_DELAY, ClientOptions
+from promptory._transport import transport_error
+from promptory._wire import MAX_ERROR_MESSAGE, MAX_RETRY_AFTER
 
 KEY = "pm_test_" + "x" * 40
+#: What the transport boundary makes of a refused connection.
+REFUSED = APIConnectionError("could not get an answer: connection refused")
 
 
 class FakeClock:
@@ -273,7 +270,7 @@ def test_rule7_transport_error_with_a_fresh_cached_copy_serves_it(clock: FakeClo
     stored = fetch_by_id(core)
     state = core.lookup_id("p-1")
     assert isinstance(state, Miss)  # TTL 0: revalidate in the caller
-    step = core.prompt_fetch(state.key, state.entry).failed(httpx.ConnectError("refused"))
+    step = core.prompt_fetch(state.key, state.entry).unanswered(REFUSED)
     assert isinstance(step, Done)
     assert step.value is stored
     assert core.stats()["stale_served_on_error"] == 1
@@ -283,10 +280,19 @@ def test_rule7_transport_error_without_a_cached_copy_fails(clock: FakeClock) -> 
     core = make_core(clock, retry_count=0)
     state = core.lookup_id("p-1")
     assert isinstance(state, Miss)
-    step = core.prompt_fetch(state.key, None).failed(httpx.ConnectError("refused"))
+    step = core.prompt_fetch(state.key, None).unanswered(REFUSED)
     assert isinstance(step, Fail)
-    assert isinstance(step.error, APIConnectionError)
-    assert isinstance(step.error.__cause__, httpx.ConnectError)
+    assert step.error is REFUSED
+
+
+def test_the_transport_boundary_maps_httpx_errors_and_chains_them(clock: FakeClock) -> None:
+    options = make_core(clock).options
+    refused = httpx.ConnectError("refused")
+    error = transport_error(refused, "prompt id 'p-1'", options)
+    assert isinstance(error, APIConnectionError)
+    assert error.__cause__ is refused
+    timed_out = transport_error(httpx.ReadTimeout("slow"), "prompt id 'p-1'", options)
+    assert isinstance(timed_out, APITimeoutError)
 
 
 def test_rule7_failure_in_the_background_sets_a_growing_cooldown(clock: FakeClock) -> None:
@@ -297,9 +303,7 @@ def test_rule7_failure_in_the_background_sets_a_growing_cooldown(clock: FakeCloc
     for _ in range(4):
         state = core.lookup_id("p-1")
         assert isinstance(state, Stale)  # a revalidation is due
-        core.prompt_fetch(state.key, state.entry, background=True).failed(
-            httpx.ConnectError("refused")
-        )
+        core.prompt_fetch(state.key, state.entry, background=True).unanswered(REFUSED)
         waits.append(state.entry.retry_at - clock.now)
         assert core.lookup_id("p-1") is state.entry.prompt  # cooling down: nothing starts
         clock.advance(waits[-1])
@@ -459,7 +463,7 @@ def test_max_stale_past_the_bound_is_not_served_on_error(clock: FakeClock) -> No
     clock.advance(100)
     state = core.lookup_id("p-1")
     assert isinstance(state, Miss)
-    step = core.prompt_fetch(state.key, state.entry).failed(httpx.ConnectError("refused"))
+    step = core.prompt_fetch(state.key, state.entry).unanswered(REFUSED)
     assert isinstance(step, Fail)
 
 
@@ -540,7 +544,7 @@ def test_backoff_is_exponential_with_jitter_and_capped_in_total() -> None:
     fetch = core.prompt_fetch(("id", "p-1", None), None)
     delays = []
     for _ in range(50):
-        step = fetch.failed(httpx.ConnectError("refused"))
+        step = fetch.unanswered(REFUSED)
         if isinstance(step, Retry):
             delays.append(step.delay)
     assert sum(delays) == pytest.approx(BACKOFF_CAP)
@@ -574,3 +578,21 @@ def test_malformed_background_answer_starts_the_cooldown_too(clock: FakeClock) -
     assert isinstance(step, Fail)
     assert core.lookup_id("p-1") is state.entry.prompt  # cooling down: nothing starts
     assert core.stats()["revalidation_failures"] == 1
+
+
+def test_retry_after_is_capped(clock: FakeClock) -> None:
+    # A server saying "come back in 1e308 s" must not park a key for ever.
+    fetch = make_core(clock, retry_count=0).prompt_fetch(("id", "p-1", None), None)
+    step = fetch.answered(429, httpx.Headers({"Retry-After": "1e308"}), b"")
+    assert isinstance(step, Fail)
+    assert isinstance(step.error, RateLimitError)
+    assert step.error.retry_after == MAX_RETRY_AFTER
+
+
+def test_a_huge_error_message_is_cut(clock: FakeClock) -> None:
+    fetch = make_core(clock, retry_count=0).prompt_fetch(("id", "p-1", None), None)
+    body = json.dumps({"error": {"code": "PROMPT_NOT_FOUND", "message": "m" * 5_000_000}})
+    step = fetch.answered(404, httpx.Headers(), body.encode())
+    assert isinstance(step, Fail)
+    assert len(str(step.error)) < MAX_ERROR_MESSAGE + 200
+    assert "more characters" in str(step.error)

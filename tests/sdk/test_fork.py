@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from promptory import PromptClient
+from promptory import Prompt, PromptClient, rendering
 
 from .conftest import API_KEY, GREETING_ID
 from .legacy_server import LegacyServer
@@ -87,4 +87,49 @@ def test_locks_held_by_parent_threads_at_fork_do_not_deadlock_the_child(
     finally:
         release.set()
         holder.join(5)
+        client.close()
+
+
+def test_a_fork_while_another_thread_compiles_a_template_does_not_deadlock_the_child() -> None:
+    # The compiled-template lock is the renderer's, shared by every prompt: a fork while a
+    # thread holds it must leave the child a usable one (issue 9, item 15).
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with rendering._COMPILED_LOCK:
+            holding.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert holding.wait(5)
+    try:
+
+        def child_check() -> bool:
+            prompt = Prompt(id="p", name="fresh", body="Hello {{ who }}, " + str(time.time()))
+            return prompt.render({"who": "child"}).startswith("Hello child")
+
+        assert run_in_child(child_check) == 0
+    finally:
+        release.set()
+        holder.join(5)
+
+
+def test_the_child_builds_its_http_client_on_first_use_not_in_the_fork_hook(
+    legacy: LegacyServer,
+) -> None:
+    client = PromptClient(legacy.url, API_KEY, cache_ttl=300)
+    client.get(GREETING_ID)
+    legacy.reset_requests()
+
+    def child_check() -> bool:
+        if client._http is not None:  # the hook only forgot the parent's connections
+            return False
+        client.cache_invalidate_all()
+        return client.get(GREETING_ID).id == GREETING_ID and client._http is not None
+
+    try:
+        assert run_in_child(child_check) == 0
+        assert legacy.count() == 1  # the child's own request
+    finally:
         client.close()

@@ -15,6 +15,7 @@ from promptory import (
     NotFoundError,
     Prompt,
     PromptoryError,
+    RenderError,
     ServerError,
 )
 from promptory.snapshot import write_snapshot
@@ -46,6 +47,59 @@ def test_snapshot_serves_by_name_when_the_server_cannot_be_reached(
     assert any("fallback" in r.getMessage() for r in caplog.records)
     assert client.cache_stats()["fallbacks_served"] == 1
     assert client.cache_stats()["total_entries"] == 0  # a fallback is never cached
+
+
+def test_snapshot_never_serves_an_inactive_prompt(
+    sdk: SdkFactory, legacy: LegacyServer, refused_url: str, tmp_path: Path
+) -> None:
+    # The server answers 404 for an inactive prompt; its snapshot copy must not be served.
+    prompts = [p.to_json() for p in legacy.prompts.values()]
+    for prompt in prompts:
+        prompt["active"] = False
+    path = tmp_path / "inactive.json"
+    write_snapshot(path, prompts, source=legacy.url)
+    client = sdk(refused_url, fallback=path, retry_count=0)
+    with pytest.raises(APIConnectionError):
+        client.get(GREETING_ID)
+    with pytest.raises(APIConnectionError):
+        client.get_by_name("myorg", "myapp", "greeting", environment="production")
+    with pytest.raises(APIConnectionError):
+        client.get_by_name("myorg", "myapp", "greeting")
+
+
+def test_snapshot_renders_a_prompt_with_includes_when_the_server_is_down(
+    sdk: SdkFactory, legacy: LegacyServer, refused_url: str, tmp_path: Path
+) -> None:
+    # The snapshot holds the included prompts: the fallback renders them locally, resolved
+    # as the server resolves them (same app; the including prompt's environment first).
+    outer = dict(next(iter(legacy.prompts.values())).to_json())
+    outer.update(
+        id="33333333-3333-4333-8333-333333333333",
+        name="framed",
+        body='<{% include "signature" %}|{{ who }}>',
+        includes=["signature"],
+    )
+    inner = dict(outer, id="44444444-4444-4444-8444-444444444444", name="signature")
+    inner.update(body="sig {{ who }}", includes=[])
+    path = tmp_path / "with-includes.json"
+    write_snapshot(path, [outer, inner], source=legacy.url)
+    client = sdk(refused_url, fallback=path, retry_count=0)
+    assert client.render(outer["id"], {"who": "Al"}) == "<sig Al|Al>"
+
+
+def test_snapshot_refuses_an_include_cycle(
+    sdk: SdkFactory, legacy: LegacyServer, refused_url: str, tmp_path: Path
+) -> None:
+    base = dict(next(iter(legacy.prompts.values())).to_json())
+    first = dict(base, id="55555555-5555-4555-8555-555555555555", name="first")
+    first.update(body='{% include "second" %}', includes=["second"])
+    second = dict(base, id="66666666-6666-4666-8666-666666666666", name="second")
+    second.update(body='{% include "first" %}', includes=["first"])
+    path = tmp_path / "cycle.json"
+    write_snapshot(path, [first, second], source=legacy.url)
+    client = sdk(refused_url, fallback=path, retry_count=0)
+    with pytest.raises(RenderError, match="first -> second -> first"):
+        client.render(first["id"])
 
 
 def test_snapshot_serves_by_id_and_by_environment(

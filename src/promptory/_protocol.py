@@ -1,0 +1,70 @@
+"""The wire protocol's constants, shared by the SDK and the server so both agree by
+construction: API key prefixes, environments and their promotion order, error codes by
+status, and the error envelope.
+
+The protocol itself is described in the README ("Wire protocol"); the existing Promptory
+server's quirks the SDK copes with are listed there too. This module does no I/O and imports
+nothing of the SDK or the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "API_KEY_PREFIXES",
+    "ENVIRONMENTS",
+    "ERROR_CODES",
+    "PROMOTION_ORDER",
+    "error_envelope",
+    "read_error_envelope",
+]
+
+#: What every API key starts with: ``pm_live_`` for production keys, ``pm_test_`` for others.
+API_KEY_PREFIXES: tuple[str, ...] = ("pm_live_", "pm_test_")
+
+#: The environments a prompt can live in, least promoted first.
+ENVIRONMENTS: tuple[str, ...] = ("development", "staging", "production")
+
+#: Which variant a by-name lookup without an environment returns: the first that exists.
+PROMOTION_ORDER: tuple[str, ...] = tuple(reversed(ENVIRONMENTS))
+
+#: Every error code the server sends, by HTTP status.
+ERROR_CODES: dict[int, tuple[str, ...]] = {
+    400: ("RENDER_ERROR", "INVALID_BODY", "INVALID_ENVIRONMENT"),
+    401: ("UNAUTHORIZED",),
+    403: ("FORBIDDEN",),
+    404: ("PROMPT_NOT_FOUND", "APP_NOT_FOUND", "REF_NOT_FOUND", "NOT_FOUND"),
+    405: ("METHOD_NOT_ALLOWED",),
+    413: ("PAYLOAD_TOO_LARGE",),
+    429: ("RATE_LIMITED",),
+    500: ("INTERNAL_ERROR",),
+}
+
+
+def error_envelope(code: str, message: str) -> dict[str, Any]:
+    """The one envelope our server answers every error with."""
+    return {"error": {"code": code, "message": message}}
+
+
+def read_error_envelope(data: Any) -> tuple[str | None, str | None]:
+    """The error code and message from a decoded error answer, in any envelope a server
+    sends: ``{"error": {...}}`` (ours, and the existing server's 401 and 429),
+    ``{"detail": {"error": {...}}}`` (the existing server's 400, 403, 404) or
+    ``{"detail": "text"}`` (unknown routes). (None, None) when it is none of these."""
+    if not isinstance(data, dict):
+        return None, None
+    detail = data.get("detail")
+    error = data.get("error")
+    if error is None and isinstance(detail, dict):
+        error = detail.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("message")
+        return (
+            code if isinstance(code, str) else None,
+            message if isinstance(message, str) else None,
+        )
+    if isinstance(detail, str):
+        return None, detail
+    return None, None
