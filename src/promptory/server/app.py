@@ -575,6 +575,7 @@ def create_app(settings: ServerSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         server.store.start()
+        await run_in_threadpool(server.renders.start)
         try:
             yield
         finally:

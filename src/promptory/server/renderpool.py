@@ -13,7 +13,9 @@ Rules of this module:
 * A worker process whose render runs `hard_timeout` seconds (well past the render budget,
   which stops a render from inside) is stopped and replaced; the render answers 400.
 * Worker processes start by ``forkserver`` where there is one (never a plain ``fork`` of a
-  threaded server), lazily, on the first render.
+  threaded server), with the rendering modules loaded once in the fork server. `start()`
+  starts them and waits for a first render, so the first request does not pay for it;
+  where processes cannot start, renders run on threads and a warning says so.
 """
 
 from __future__ import annotations
@@ -107,11 +109,30 @@ class RenderPool:
         self.capacity = capacity or RenderCapacity()
         self._slots: dict[str, _KeySlots] = {}
         self._executor: Any = None
+        self._processes = self.capacity.processes
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the workers and wait (at most `timeout` seconds) until one has rendered."""
+        pool = self._pool()
+        if not self._processes:
+            return
+        warm = RenderJob("warm", {"warm": ""}, {}, "warm-up")
+        try:
+            pool.schedule(render_job, args=(warm, None), timeout=timeout).result()
+        except Exception as exc:
+            logger.warning(
+                "render worker processes cannot start (%s: %s); rendering on threads",
+                type(exc).__name__,
+                exc,
+            )
+            self.stop()
+            self._processes = False
+            self._pool()
 
     def _pool(self) -> Any:
         if self._executor is None:
             workers = self.capacity.worker_count
-            if self.capacity.processes:
+            if self._processes:
                 from pebble import ProcessPool
 
                 methods = multiprocessing.get_all_start_methods()
@@ -156,7 +177,7 @@ class RenderPool:
     async def _run(self, job: RenderJob, variables: Mapping[str, Any] | None) -> tuple[bool, str]:
         pool = self._pool()
         future: Future[tuple[bool, str]]
-        if self.capacity.processes:
+        if self._processes:
             future = pool.schedule(
                 render_job, args=(job, variables), timeout=self.capacity.hard_timeout
             )
@@ -185,7 +206,7 @@ class RenderPool:
         executor, self._executor = self._executor, None
         if executor is None:
             return
-        if self.capacity.processes:
+        if not isinstance(executor, ThreadPoolExecutor):
             executor.stop()
             try:
                 executor.join(timeout)
