@@ -25,6 +25,7 @@ GROUPS: dict[str, str] = {
     "server": "server_load",
     "index": "index",
     "memory": "memory",
+    "noisy": "noisy_tenant",
 }
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"

@@ -16,6 +16,7 @@ standard input closes or after `MAX_LIFETIME` seconds.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from promptory.server.app import ServerSettings, create_app
 from promptory.server.keys import KeyRecord, KeyRing
+from promptory.server.renderpool import RenderCapacity
 from promptory.server.runner import BackgroundServer
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
 #: A child server exits by itself after this many seconds, whatever happens to its parent.
 MAX_LIFETIME = 900.0
 _KEY_VARIABLE = "PROMPTORY_BENCH_API_KEY"
+_OPTIONS_VARIABLE = "PROMPTORY_BENCH_SERVER"  # JSON: {"keys": [...], "render": {...}}
 # The servers the benchmarks start never see a new commit unless a figure makes one and
 # refreshes the store itself, so polling is slow: it would only add noise.
 _QUIET_POLL = 30.0
@@ -73,10 +76,12 @@ class LocalServer:
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
-def _settings(repo: Path, api_key: str, **settings: Any) -> ServerSettings:
+def _settings(
+    repo: Path, api_key: str, *, extra_keys: tuple[str, ...] = (), **settings: Any
+) -> ServerSettings:
     settings.setdefault("rate_limit", 0)
     settings.setdefault("poll_interval", _QUIET_POLL)
-    keyring = KeyRing([KeyRecord.for_key(api_key)])
+    keyring = KeyRing([KeyRecord.for_key(key) for key in (api_key, *extra_keys)])
     return ServerSettings(repo=repo, keyring=keyring, **settings)
 
 
@@ -100,10 +105,26 @@ def serve_app(app: Any) -> Iterator[str]:
 
 
 @contextmanager
-def process_server(repo: Path, api_key: str, *, timeout: float = 30.0) -> Iterator[LocalServer]:
-    """Our server over `repo` in a child process, stopped when the block ends."""
+def process_server(
+    repo: Path,
+    api_key: str,
+    *,
+    timeout: float = 30.0,
+    extra_keys: tuple[str, ...] = (),
+    render: dict[str, Any] | None = None,
+    rate_limit: int = 0,
+) -> Iterator[LocalServer]:
+    """Our server over `repo` in a child process, stopped when the block ends.
+
+    Args:
+        extra_keys: more keys it accepts.
+        render: `RenderCapacity` fields.
+        rate_limit: requests per minute per key (0: off).
+    """
     env = dict(os.environ)
     env[_KEY_VARIABLE] = api_key
+    options = {"keys": list(extra_keys), "render": render or {}, "rate_limit": rate_limit}
+    env[_OPTIONS_VARIABLE] = json.dumps(options)
     child = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.servers", str(repo)],
         stdin=subprocess.PIPE,
@@ -187,7 +208,15 @@ class SlowApp:
 def _child_main(repo: str) -> int:
     """Serve `repo` until standard input closes (or `MAX_LIFETIME` passes)."""
     api_key = os.environ[_KEY_VARIABLE]
-    app = create_app(_settings(Path(repo), api_key))
+    options = json.loads(os.environ.get(_OPTIONS_VARIABLE, "{}"))
+    settings = _settings(
+        Path(repo),
+        api_key,
+        extra_keys=tuple(options.get("keys", ())),
+        render=RenderCapacity(**options.get("render", {})),
+        rate_limit=options.get("rate_limit", 0),
+    )
+    app = create_app(settings)
     with BackgroundServer(app) as background:
         print(background.url, flush=True)
         done = threading.Event()

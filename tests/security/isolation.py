@@ -118,6 +118,7 @@ class IsolatedServer:
     Args:
         repo: the repository to serve.
         api_key: the (unscoped) key the server accepts.
+        other_keys: more (unscoped) keys it accepts.
         prepare_in_background: as `ServerSettings`; off by default, so a hostile file is
             only parsed or compiled when a request needs it and a regression shows up in
             that request.
@@ -129,11 +130,13 @@ class IsolatedServer:
         repo: Path,
         api_key: str,
         *,
+        other_keys: tuple[str, ...] = (),
         prepare_in_background: bool = False,
         start_timeout: float = 30.0,
     ) -> None:
         self.repo = repo
         self.api_key = api_key
+        self.other_keys = other_keys
         self.prepare_in_background = prepare_in_background
         self.start_timeout = start_timeout
         self.url = ""
@@ -159,7 +162,7 @@ class IsolatedServer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env=_child_env({"PROMPTORY_API_KEYS": self.api_key}),
+            env=_child_env({"PROMPTORY_API_KEYS": ",".join((self.api_key, *self.other_keys))}),
         )
         assert self._process.stdout is not None
         line = _read_line(self._process.stdout, self.start_timeout)
@@ -211,11 +214,11 @@ class IsolatedServer:
                 raise AssertionError(f"commit {sha} not served within {timeout} s")
             time.sleep(0.05)
 
-    def client(self, timeout: float = 5.0) -> httpx.Client:
-        """An httpx client for the server, sending the key."""
+    def client(self, timeout: float = 5.0, key: str | None = None) -> httpx.Client:
+        """An httpx client for the server, sending `key` (default: `api_key`)."""
         return httpx.Client(
             base_url=self.url,
-            headers={"Authorization": f"Bearer {self.api_key}"},
+            headers={"Authorization": f"Bearer {key or self.api_key}"},
             timeout=timeout,
         )
 

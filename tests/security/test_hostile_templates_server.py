@@ -209,7 +209,8 @@ def busy_server(tmp_path: Path) -> Iterator[IsolatedServer]:
         repo.write_prompt("o", "hostile", name, REFUSED[name][0])
     repo.write_prompt("o", "calm", "calm", "calm {{ who }}\n")
     repo.commit("time bombs")
-    with IsolatedServer(Path(repo.path), generate_key(test=True)) as server:
+    keys = (generate_key(test=True), generate_key(test=True))
+    with IsolatedServer(Path(repo.path), keys[0], other_keys=keys[1:]) as server:
         yield server
 
 
@@ -227,7 +228,8 @@ def test_other_requests_are_answered_while_bombs_render(busy_server: IsolatedSer
         thread.start()
     time.sleep(0.1)  # the bombs are rendering now
     started = time.monotonic()
-    with server.client() as http:
+    # Another key: one key's renders wait for each other (its per-key cap), not other keys'.
+    with server.client(key=server.other_keys[0]) as http:
         fetched = http.get(f"/api/v1/prompts/{_id('calm', 'calm')}")
         rendered = http.post(
             f"/api/v1/prompts/{_id('calm', 'calm')}/render", json={"variables": {"who": "Ann"}}

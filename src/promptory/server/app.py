@@ -6,8 +6,9 @@ Rules of this module:
   the prompt endpoints are plain ASGI callables that read the raw headers and query string:
   a cached prompt is answered from bytes made once per record (JSON, ETag, headers), with no
   JSON encoding, no `Request` object and no thread hop.
-* Anything that may parse files, build a snapshot or render runs in the thread pool, so a
-  slow template or a large re-index never stalls other requests.
+* Anything that may parse files or build a snapshot runs in the thread pool, and renders run
+  on the render workers with a per-key cap (`renderpool`), so a slow template or a large
+  re-index never stalls other requests.
 * Every error has one envelope, ``{"error": {"code": "...", "message": "..."}}``, including
   Starlette's own 404, 405 and 500 (exception handlers). `openapi.ERROR_CODES` lists the
   codes.
@@ -30,7 +31,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -49,7 +50,8 @@ from .keys import KeyRecord, KeyRing
 from .openapi import openapi_document
 from .ratelimit import RateLimiter
 from .records import PromptRecord, dump_json
-from .render import IncludeError, Renderer, include_problems
+from .render import IncludeError, RenderJob, include_problems, plan
+from .renderpool import Busy, RenderCapacity, RenderPool
 from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
 
 __all__ = ["CACHE_CONTROL_LIVE", "CACHE_CONTROL_PINNED", "ServerSettings", "create_app"]
@@ -82,6 +84,7 @@ class ServerSettings:
         prepare_in_background: parse not-yet-requested prompts between polls.
         ref_reads: answer ``?ref=`` (tags and commits the served ref holds); when False,
             a request with ``?ref=`` gets 400 ``REF_READS_DISABLED``.
+        render: the render workers and the per-key render cap.
     """
 
     repo: str | os.PathLike[str]
@@ -94,6 +97,7 @@ class ServerSettings:
     max_body: int = 1024 * 1024
     prepare_in_background: bool = True
     ref_reads: bool = True
+    render: RenderCapacity = field(default_factory=RenderCapacity)
 
 
 class _Prebuilt(Response):
@@ -201,7 +205,7 @@ class _Server:
         )
         self.keyring = settings.keyring
         self.limiter = RateLimiter(settings.rate_limit)
-        self.renderer = Renderer()
+        self.renders = RenderPool(settings.render)
         self.openapi = dump_json(openapi_document())
 
     # --- shared steps ------------------------------------------------------------------------
@@ -378,12 +382,17 @@ class _Server:
             return found
         snapshot, _ = found
         prompt_id: str = scope["path_params"]["id"]
-        record = await run_in_threadpool(snapshot.find_by_id, prompt_id)
-        if record is None or not key.allows(record.org, record.app):
+        found_job = await run_in_threadpool(self._render_job, snapshot, prompt_id)
+        if found_job is None or not key.allows(found_job[0].org, found_job[0].app):
             return self._unknown_id(prompt_id)
+        record, job = found_job
+        if isinstance(job, IncludeError):
+            return _error(400, "RENDER_ERROR", job.message)
         try:
-            text = await run_in_threadpool(self.renderer.render, snapshot, record, variables)
-        except (IncludeError, RenderError) as exc:
+            text = await self.renders.render(key.id, job, variables)
+        except Busy as exc:
+            return _error(429, "RATE_LIMITED", exc.message, {"Retry-After": str(exc.retry_after)})
+        except RenderError as exc:
             return _error(400, "RENDER_ERROR", exc.message)
         served = record.ready
         assert served is not None
@@ -396,6 +405,20 @@ class _Server:
                 "model": served.data["model"],
             }
         )
+
+    @staticmethod
+    def _render_job(
+        snapshot: Snapshot, prompt_id: str
+    ) -> tuple[PromptRecord, RenderJob | IncludeError] | None:
+        """The prompt and its render job (or why its includes cannot resolve); None if no
+        such prompt. The caller checks the key's scope before using either."""
+        record = snapshot.find_by_id(prompt_id)
+        if record is None:
+            return None
+        try:
+            return record, plan(snapshot, record).job(record.qualified_name)
+        except IncludeError as exc:
+            return record, exc
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Response:
         limit = self.settings.max_body
@@ -566,10 +589,12 @@ def create_app(settings: ServerSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         server.store.start()
+        await run_in_threadpool(server.renders.start)
         try:
             yield
         finally:
             server.store.stop()
+            server.renders.stop()
 
     routes = [
         Route("/api/v1/prompts", _Endpoint(server.list_prompts), methods=["GET"]),

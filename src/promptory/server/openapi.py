@@ -30,6 +30,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
     413: ("PAYLOAD_TOO_LARGE",),
     429: ("RATE_LIMITED",),
     500: ("INTERNAL_ERROR",),
+    503: ("SERVER_BUSY",),
 }
 
 _NULLABLE_OBJECT: dict[str, Any] = {"type": ["object", "null"]}

@@ -12,9 +12,12 @@ Rules of this module:
 * `check_includes` finds, for every prompt of a snapshot at once, the error its `plan` would
   raise, visiting each include once (``GET /api/v1/status`` and ``promptory lint`` report
   them): a prompt every render of which would fail is never listed as fine.
+* A plan becomes a `RenderJob`: plain data (the bodies by template name, the include links,
+  the prompt's label) that a render worker — another process, see `renderpool` — renders
+  without the snapshot (`render_job`).
 * Templates are compiled once and kept by the environment's cache under a name holding the
   blob id (``org/app/environment/name@blob``): a changed file is a new name, so nothing is
-  ever served from a stale compile. The plan of the render in progress travels in a context
+  ever served from a stale compile. The job of the render in progress travels in a context
   variable, which `join_path` and the loader read.
 * Rendering itself is `promptory.rendering.render_template`: the same sandbox, settings and
   limits as every other render.
@@ -38,14 +41,16 @@ from .records import PromptRecord
 from .store import Problem, Snapshot
 
 __all__ = [
-    "MAX_INCLUDE_DEPTH",
     "IncludeCheck",
     "IncludeError",
     "IncludePlan",
+    "MAX_INCLUDE_DEPTH",
+    "RenderJob",
     "Renderer",
     "check_includes",
     "include_problems",
     "plan",
+    "render_job",
     "resolve_include",
 ]
 
@@ -79,6 +84,28 @@ class IncludePlan:
     root: str
     templates: dict[str, PromptRecord] = field(default_factory=dict)
     links: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def job(self, label: str) -> RenderJob:
+        """The plan as plain data a render worker can take."""
+        sources = {name: record.text.body for name, record in self.templates.items()}
+        return RenderJob(self.root, sources, dict(self.links), label)
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """What a render needs, as plain (picklable) data.
+
+    Attributes:
+        root: the template name of the prompt being rendered.
+        sources: the body of every template the render may load, by template name.
+        links: (including template name, name as written) -> included template name.
+        label: the prompt's ``org/app/name``, for error messages.
+    """
+
+    root: str
+    sources: dict[str, str]
+    links: dict[tuple[str, str], str]
+    label: str
 
 
 def resolve_include(snapshot: Snapshot, parent: PromptRecord, name: str | None) -> PromptRecord:
@@ -263,18 +290,18 @@ def include_problems(
     return problems
 
 
-_PLAN: ContextVar[IncludePlan | None] = ContextVar("promptory_include_plan", default=None)
+_JOB: ContextVar[RenderJob | None] = ContextVar("promptory_render_job", default=None)
 
 
 class _PlanLoader(BaseLoader):
-    """Loads the bodies the current render's plan resolved, and nothing else."""
+    """Loads the bodies the current render's job holds, and nothing else."""
 
     def get_source(self, environment: Environment, template: str) -> tuple[str, str, Any]:
-        current = _PLAN.get()
-        record = current.templates.get(template) if current is not None else None
-        if record is None:
+        current = _JOB.get()
+        source = current.sources.get(template) if current is not None else None
+        if source is None:
             raise TemplateNotFound(template)
-        return record.text.body, template, _always_fresh
+        return source, template, _always_fresh
 
 
 def _always_fresh() -> bool:
@@ -285,7 +312,7 @@ class _IncludeEnvironment(PromptEnvironment):
     """The shared sandbox, with includes resolved through the current render's plan."""
 
     def join_path(self, template: str, parent: str) -> str:
-        current = _PLAN.get()
+        current = _JOB.get()
         if current is None:
             return template
         return current.links.get((parent, template), template)
@@ -304,18 +331,25 @@ class Renderer:
     def render(
         self, snapshot: Snapshot, record: PromptRecord, variables: Mapping[str, Any] | None
     ) -> str:
-        """Render `record` (a served prompt of `snapshot`) with `variables`.
+        """Render `record` (a served prompt of `snapshot`) with `variables`, in this thread.
 
         Raises:
             IncludeError: the includes cannot be resolved.
             RenderError: the template failed (sandbox, limits, runtime error).
         """
-        include_plan = plan(snapshot, record)
-        label = record.qualified_name
-        token = _PLAN.set(include_plan)
+        return self.run(plan(snapshot, record).job(record.qualified_name), variables)
+
+    def run(self, job: RenderJob, variables: Mapping[str, Any] | None) -> str:
+        """Render a planned `job` with `variables`.
+
+        Raises:
+            RenderError: the template failed (sandbox, limits, runtime error).
+        """
+        label = job.label
+        token = _JOB.set(job)
         try:
             try:
-                template = self.environment.get_template(include_plan.root)
+                template = self.environment.get_template(job.root)
             except TemplateSyntaxError as exc:  # checked when indexed; kept for safety
                 raise RenderError(
                     f"prompt {label}: template syntax error on line {exc.lineno}: {exc.message}",
@@ -324,4 +358,21 @@ class Renderer:
                 ) from exc
             return render_template(template, variables, label=label)
         finally:
-            _PLAN.reset(token)
+            _JOB.reset(token)
+
+
+# The renderer of a worker process (or of the worker threads), made on first use.
+_WORKER_RENDERER: Renderer | None = None
+
+
+def render_job(job: RenderJob, variables: Mapping[str, Any] | None) -> tuple[bool, str]:
+    """Render `job` in a render worker: ``(True, text)``, or ``(False, message)`` when the
+    template failed. Plain data both ways: an exception need not survive pickling."""
+    global _WORKER_RENDERER
+    renderer = _WORKER_RENDERER
+    if renderer is None:
+        renderer = _WORKER_RENDERER = Renderer()
+    try:
+        return True, renderer.run(job, variables)
+    except RenderError as exc:
+        return False, exc.message

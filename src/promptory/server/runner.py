@@ -1,6 +1,10 @@
-"""`BackgroundServer`: an ASGI app served by uvicorn in a daemon thread, on a free port.
+"""Serving the app with uvicorn: its configuration with our connection bounds, binding, and
+`BackgroundServer`, the app served in a daemon thread on a free port.
 
 Rules of this module:
+
+* Every server, ``promptory serve`` and `BackgroundServer` alike, runs with `server_config`:
+  uvicorn's httptools protocol with the bounds of `connections.ConnectionLimits`.
 
 * The socket is bound before uvicorn starts (127.0.0.1, port 0 unless told otherwise), so
   the real port is known at once and no other process can take it in between.
@@ -19,7 +23,50 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["BackgroundServer", "ServerStartError"]
+from .connections import ConnectionLimits, descriptor_limit, guarded_protocol
+
+__all__ = ["BackgroundServer", "ServerStartError", "bind_socket", "server_config"]
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (`host`, `port`), ready for uvicorn to listen on.
+
+    Raises:
+        OSError: the address cannot be bound (``errno`` says why: in use, no permission).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn does: a restart may bind while old connections sit in TIME_WAIT; a
+        # socket still listening on the port is refused all the same.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def server_config(
+    app: Any,
+    limits: ConnectionLimits,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    **options: Any,
+) -> uvicorn.Config:
+    """uvicorn's configuration for `app` with the connection bounds of `limits`."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        http=guarded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_timeout,
+        **options,
+    )
 
 
 class ServerStartError(RuntimeError):
@@ -41,6 +88,8 @@ class BackgroundServer:
         log_level: uvicorn's log level.
         start_timeout: seconds to wait for startup.
         stop_timeout: seconds to wait for a graceful stop.
+        limits: the connection bounds (default: `ConnectionLimits()` fitted to the file
+            descriptor limit).
         config: more `uvicorn.Config` options.
     """
 
@@ -53,19 +102,21 @@ class BackgroundServer:
         log_level: str = "warning",
         start_timeout: float = 10.0,
         stop_timeout: float = 5.0,
+        limits: ConnectionLimits | None = None,
         **config: Any,
     ) -> None:
         self.app = app
         self.host = host
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
+        self._socket = bind_socket(host, port)
         self.port: int = self._socket.getsockname()[1]
         """The port served (the real one, also when 0 was asked for)."""
-        self._config = uvicorn.Config(
-            app, host=host, port=self.port, log_level=log_level, lifespan="on", **config
+        if limits is None:
+            limits = ConnectionLimits().fitted(descriptor_limit())
+        self.limits = limits
+        self._config = server_config(
+            app, limits, host=host, port=self.port, log_level=log_level, **config
         )
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None

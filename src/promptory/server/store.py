@@ -34,7 +34,9 @@ Rules of this module:
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
 import threading
 import time
@@ -88,6 +90,29 @@ _COMMIT_ID = re.compile(rf"[0-9a-fA-F]{{{MIN_SHA_LENGTH},40}}")
 _REACHABILITY_CACHE = 1024
 # How many first parents an incremental re-index follows to find the old commit.
 _INCREMENTAL_LIMIT = 256
+# The longest wait between checks of the ref while they fail.
+_MAX_BACKOFF = 5.0
+_NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+
+
+def _out_of_descriptors(exc: BaseException) -> bool:
+    """Whether `exc` says the process (or system) has no file descriptor left. libgit2's
+    errors carry no errno: their message holds the system's text."""
+    if isinstance(exc, OSError) and exc.errno in _NO_DESCRIPTORS:
+        return True
+    text = str(exc)
+    return any(os.strerror(code) in text for code in _NO_DESCRIPTORS)
+
+
+def _failure(exc: BaseException) -> str:
+    """A failed check, said once per kind: running out of descriptors is one failure,
+    whichever file it was opening."""
+    if _out_of_descriptors(exc):
+        return (
+            "out of file descriptors (too many open files); raise `ulimit -n` or lower "
+            "--max-connections"
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 class StoreError(Exception):
@@ -1055,26 +1080,54 @@ class PromptStore:
         self.stop()
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.poll_interval):
+        failures = 0
+        starved = False  # preparing ran out of descriptors, and said so
+        while not self._stop.wait(self._backoff(failures)):
             try:
                 self.refresh()
             except Exception as exc:  # keep serving the last good snapshot
-                message = f"{type(exc).__name__}: {exc}"
+                failures += 1
+                message = _failure(exc)
                 if message != self._last_error:
                     logger.error(
-                        "cannot read %s at %s: %s", self.path, self.ref, escape_controls(message)
+                        "cannot read %s at %s: %s; serving the last commit read and retrying",
+                        self.path,
+                        self.ref,
+                        escape_controls(message),
                     )
                     self._last_error = message
             else:
                 if self._last_error is not None:
-                    logger.info("reading %s at %s again", self.path, self.ref)
+                    logger.info(
+                        "reading %s at %s again after %d failed checks",
+                        self.path,
+                        self.ref,
+                        failures,
+                    )
                     self._last_error = None
-            if self.prepare_in_background:
+                failures = 0
+            if self.prepare_in_background and not failures:
                 try:
                     self._prepare_some(min(0.1, self.poll_interval * 0.2))
-                except Exception:  # one bad record must not stop the polling
-                    logger.exception("preparing prompts of %s failed", self.path)
+                    starved = False
+                except Exception as exc:  # one bad record must not stop the polling
                     self._warm = None
+                    if _out_of_descriptors(exc):
+                        failures += 1  # said once, like a failed check; retried with backoff
+                        if not starved:
+                            starved = True
+                            logger.error(
+                                "cannot prepare prompts of %s: %s", self.path, _failure(exc)
+                            )
+                    else:
+                        logger.exception("preparing prompts of %s failed", self.path)
+
+    def _backoff(self, failures: int) -> float:
+        """Seconds until the next check: the poll interval, doubled per failed check in a
+        row up to `_MAX_BACKOFF` (or the interval, if longer)."""
+        if not failures:
+            return self.poll_interval
+        return max(self.poll_interval, min(self.poll_interval * 2.0**failures, _MAX_BACKOFF))
 
     def _prepare_some(self, budget: float) -> None:
         """Prepare unrequested records of the current snapshot for about `budget` seconds;
