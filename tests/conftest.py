@@ -17,6 +17,9 @@ Fixtures (use them by name in any test under ``tests/``):
 * `start_server` -> a function ``start_server(repo, **settings)`` starting more servers
   (another repository, a rate limit, scoped keys, single-app mode), stopped at teardown.
 
+End-of-run summaries (the security tally, the fault matrix, the soak) are recorded in
+`support.summaries` and printed here, also when pytest-xdist runs the tests in workers.
+
 Example::
 
     def test_greeting(server):
@@ -34,6 +37,7 @@ from typing import Any
 import pytest
 
 from promptory.server.keys import generate_key
+from support import summaries
 from support.gitrepo import PromptRepo
 from support.servers import RunningServer, copy_examples, running_server
 
@@ -87,3 +91,20 @@ def start_server(api_key: str) -> Iterator[Callable[..., RunningServer]]:
             return stack.enter_context(running_server(repo, api_key, **settings))
 
         yield start
+
+
+# --- summaries across pytest-xdist workers --------------------------------------------------
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    summaries.hand_over(session.config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """A pytest-xdist worker finished (controller side): keep what it recorded."""
+    summaries.take_over(getattr(node, "workeroutput", {}))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    summaries.report(terminalreporter)

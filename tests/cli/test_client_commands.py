@@ -1,41 +1,40 @@
-"""`promptory get | render | list | pull`, run for real against a real server."""
+"""`promptory get | render | list | pull` against a real server.
+
+The commands run in this process (`promptory_in_process`); the tests passing ``child=True``
+run the real command as a child process.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from promptory import PromptClient
+from support.cli import promptory_command, promptory_in_process
 from support.servers import RunningServer
 
 MEDITATION_ID = "550e8400-e29b-41d4-a716-446655440000"
 
 
 def promptory(
-    server: RunningServer | None, *args: str, key: str | None = None
+    server: RunningServer | None, *args: str, key: str | None = None, child: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real command with the server's URL and key in its environment."""
+    """Run the command with the server's URL and key in its environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTORY_")}
     if server is not None:
         env["PROMPTORY_BASE_URL"] = server.url
         env["PROMPTORY_API_KEY"] = key or server.api_key
-    return subprocess.run(
-        [sys.executable, "-m", "promptory", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    if child:
+        return promptory_command(*args, env=env)
+    return promptory_in_process(*args, env=env)
 
 
 def test_get_prints_the_metadata_and_body(shared_server: RunningServer) -> None:
-    result = promptory(shared_server, "get", "myorg/myapp/greeting")
+    result = promptory(shared_server, "get", "myorg/myapp/greeting", child=True)
     assert result.returncode == 0, result.stderr
     assert "# myorg/myapp/greeting  v2.0.0  [production]" in result.stdout
     assert "{% if formal %}" in result.stdout
@@ -64,7 +63,7 @@ def test_get_of_a_missing_prompt_fails_with_the_reason(shared_server: RunningSer
 
 
 def test_commands_without_settings_say_which_are_missing() -> None:
-    result = promptory(None, "get", "myorg/myapp/greeting")
+    result = promptory(None, "get", "myorg/myapp/greeting", child=True)
     assert result.returncode == 2
     assert "PROMPTORY_BASE_URL" in result.stderr
     assert "PROMPTORY_API_KEY" in result.stderr

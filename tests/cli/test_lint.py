@@ -1,24 +1,22 @@
-"""`promptory lint`: every problem a prompt repository can have, as file:line messages."""
+"""`promptory lint`: every problem a prompt repository can have, as file:line messages.
+
+The command runs in this process (`promptory_in_process`); the first two tests run it for
+real as a child process.
+"""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from promptory.server.commits import example_prompts
+from support.cli import promptory_command, promptory_in_process
 
 
 def lint(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "promptory", "lint", str(path), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return promptory_in_process("lint", str(path), *args)
 
 
 def write(root: Path, relative: str, text: str) -> None:
@@ -43,7 +41,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def test_the_examples_are_clean(repo: Path) -> None:
-    result = lint(repo)
+    result = promptory_command("lint", str(repo))
     assert result.returncode == 0, result.stdout
     assert result.stdout == ""
     assert "0 errors, 0 warnings" in result.stderr
@@ -51,7 +49,7 @@ def test_the_examples_are_clean(repo: Path) -> None:
 
 def test_bad_yaml_is_an_error_with_its_line(repo: Path) -> None:
     write(repo, "myorg/myapp/bad.md", "---\nversion: 1.0.0\ntags: [a, b\n---\nbody\n")
-    result = lint(repo)
+    result = promptory_command("lint", str(repo))
     assert result.returncode == 1
     (line,) = result.stdout.splitlines()
     assert line.startswith("myorg/myapp/bad.md:")

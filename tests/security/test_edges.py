@@ -33,6 +33,7 @@ import httpx
 import pytest
 
 from promptory.server.keys import KeyRecord, KeyRing, generate_key, load_keys_file
+from support.cli import promptory_in_process
 from support.gitrepo import PromptRepo
 from support.servers import RunningServer, copy_examples, running_server
 
@@ -423,14 +424,7 @@ def test_non_finite_numbers_in_variables_render_as_text(
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "PROMPTORY_API_KEYS"}
     env["HOME"] = str(tmp_path / "home")
-    return subprocess.run(
-        [sys.executable, "-m", "promptory", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
+    return promptory_in_process(*args, env=env)
 
 
 KEY_OPTIONS = [

@@ -1,4 +1,8 @@
-"""The ``promptory`` command, run for real as a subprocess (``python -m promptory``)."""
+"""The ``promptory`` command: ``serve`` and ``keys``, and what any command does.
+
+`run` calls the command in this process (`promptory_in_process`); with ``child=True``, and
+for ``serve`` that starts, it runs for real as a child process (``python -m promptory``).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import httpx
 import pytest
 
 import promptory
+from support.cli import promptory_command, promptory_in_process
 from support.gitrepo import PromptRepo
 
 SRC = str(Path(promptory.__file__).resolve().parents[1])
@@ -29,15 +34,12 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "promptory", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_env(tmp_path, **env),
-        check=False,
-    )
+def run(
+    tmp_path: Path, *args: str, child: bool = False, **env: str
+) -> subprocess.CompletedProcess[str]:
+    if child:
+        return promptory_command(*args, env=_env(tmp_path, **env))
+    return promptory_in_process(*args, env=_env(tmp_path, **env))
 
 
 def free_port() -> int:
@@ -48,7 +50,9 @@ def free_port() -> int:
 
 def test_keys_create_prints_the_key_once_and_stores_only_its_hash(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys.json"
-    result = run(tmp_path, "keys", "create", "--keys-file", str(keys_file), "--scope", "myorg")
+    result = run(
+        tmp_path, "keys", "create", "--keys-file", str(keys_file), "--scope", "myorg", child=True
+    )
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip()
     assert key.startswith("pm_live_")
@@ -79,7 +83,9 @@ def test_serve_refuses_to_start_without_keys_and_says_how_to_make_one(tmp_path: 
     repo = PromptRepo(tmp_path / "repo")
     repo.write_prompt("o", "a", "p")
     repo.commit()
-    result = run(tmp_path, "serve", str(repo.path), "--keys-file", str(tmp_path / "none.json"))
+    result = run(
+        tmp_path, "serve", str(repo.path), "--keys-file", str(tmp_path / "none.json"), child=True
+    )
     assert result.returncode == 1
     assert "no API keys" in result.stderr
     assert "promptory keys create" in result.stderr

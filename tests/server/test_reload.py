@@ -30,10 +30,16 @@ def test_new_commit_is_served_within_two_seconds_without_restart(server: Running
 
 
 def test_uncommitted_changes_are_never_served(server: RunningServer) -> None:
-    server.repo.write_prompt("myorg", "myapp", "greeting", "draft\n", environment="production")
-    time.sleep(0.2)  # several polls
+    repo = server.repo
+    repo.write_prompt("myorg", "myapp", "greeting", "committed\n", environment="production")
+    # The work tree then holds a draft of the same file, neither staged nor committed: the
+    # commit makes the server read this very file again, and only the commit may be served.
+    draft = "---\nversion: 9.9.9\nenvironment: production\n---\ndraft\n"
+    (repo.path / "myorg/myapp/greeting.md").write_text(draft, encoding="utf-8")
+    server.wait_for_commit(repo.commit("change the greeting"))
     with server.client() as client:
-        assert client.get(GREETING).json()["body"] != "draft\n"
+        served = client.get(GREETING).json()
+    assert (served["body"], served["version"]) == ("committed\n", "1.0.0")
 
 
 def test_deleted_prompt_is_404_after_the_commit(server: RunningServer) -> None:

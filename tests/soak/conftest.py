@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from support.summaries import SOAK
 
-#: The summary lines of each soak run in this session.
-SUMMARIES: list[list[str]] = []
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    for lines in SUMMARIES:
-        terminalreporter.section("soak")
-        for line in lines:
-            terminalreporter.write_line(line)
+#: The summary lines of each soak run in this session (`SUMMARIES.append(lines)`).
+SUMMARIES = SOAK
