@@ -43,6 +43,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..exceptions import RenderError
 from ..prompt import ENVIRONMENTS
+from .history_routes import history_routes
 from .keys import KeyRecord, KeyRing
 from .openapi import openapi_document
 from .ratelimit import RateLimiter
@@ -569,6 +570,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/api/v1/status", _Endpoint(server.status), methods=["GET"]),
         Route("/health", _Endpoint(server.health), methods=["GET"]),
         Route("/openapi.json", _Endpoint(server.openapi_json), methods=["GET"]),
+        *history_routes(server),
     ]
     app = _App(
         routes=routes,
