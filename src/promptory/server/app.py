@@ -50,6 +50,7 @@ from .ratelimit import RateLimiter
 from .records import PromptRecord, dump_json
 from .render import IncludeError, Renderer
 from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
+from .ui import WebUI
 
 __all__ = ["CACHE_CONTROL_LIVE", "CACHE_CONTROL_PINNED", "ServerSettings", "create_app"]
 
@@ -571,6 +572,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/health", _Endpoint(server.health), methods=["GET"]),
         Route("/openapi.json", _Endpoint(server.openapi_json), methods=["GET"]),
         *history_routes(server),
+        *WebUI(server).routes(),
     ]
     app = _App(
         routes=routes,
