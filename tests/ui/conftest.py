@@ -47,7 +47,7 @@ class UIServer:
 
     def browser(self) -> httpx.Client:
         """A cookie-keeping client that does not follow redirects."""
-        return httpx.Client(base_url=self.url, timeout=10.0, follow_redirects=False)
+        return httpx.Client(base_url=self.url, timeout=60.0, follow_redirects=False)
 
     def sign_in(self, key: str) -> tuple[httpx.Client, str]:
         """A client signed in with `key`, and its session's CSRF token."""
