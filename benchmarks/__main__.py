@@ -25,6 +25,7 @@ GROUPS: dict[str, str] = {
     "server": "server_load",
     "index": "index",
     "memory": "memory",
+    "ui": "ui_page",
 }
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"

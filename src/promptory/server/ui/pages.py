@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -51,7 +52,7 @@ from ..records import PromptRecord
 from ..render import IncludeError
 from ..revisions import MAX_HISTORY, DiffTooLarge, Revisions
 from ..store import RefNotFoundError, Snapshot
-from .markup import body_lines, diff_lines, error_line
+from .markup import PromptRows, body_lines, diff_lines, error_line
 from .sessions import Session, SessionTable
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class WebUI:
         self.keyring = server.keyring
         self.sessions = sessions or SessionTable()
         self.revisions = Revisions(os.fspath(server.settings.repo))
+        self.rows = PromptRows()
         self.templates = Environment(
             loader=FileSystemLoader(_HERE / "templates"),
             autoescape=True,
@@ -174,7 +176,7 @@ class WebUI:
             # Compressed, a page of 1,000 prompts weighs a tenth as much. BREACH needs the
             # victim's cookie on requests the attacker shapes; SameSite=Strict keeps it off
             # every request another site starts.
-            middleware=[Middleware(GZipMiddleware, minimum_size=1024)],
+            middleware=[Middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)],
             exception_handlers={
                 PageError: self._page_error,
                 SignInNeeded: self._sign_in_needed,
@@ -440,7 +442,7 @@ class WebUI:
         active = active if active in ("yes", "no") else ""
         text = _clip(query.get("q")).strip()
 
-        def gather() -> tuple[list[PromptRecord], list[str], int]:
+        def gather() -> tuple[Markup, int, list[str], int]:
             records = snapshot.prompts(org=org, app=app)
             tags = sorted({t for r in records if r.ready for t in r.ready.file.tags})
             wanted = text.casefold()
@@ -452,16 +454,17 @@ class WebUI:
                 and (not tag or (r.ready is not None and tag in r.ready.file.tags))
                 and (not wanted or wanted in r.name.casefold() or wanted in r.text.body.casefold())
             ]
-            return shown, tags, len(records)
+            return self.rows.table(shown), len(shown), tags, len(records)
 
-        shown, tags, total = await run_in_threadpool(gather)
+        rows, shown, tags, total = await run_in_threadpool(gather)
         return self.page(
             "prompts.html",
             request,
             who=who,
             org=org,
             app=app,
-            rows=shown,
+            rows=rows,
+            shown=shown,
             total=total,
             tags=tags,
             filters={"environment": environment, "tag": tag, "active": active, "q": text},
