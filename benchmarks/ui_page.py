@@ -22,7 +22,7 @@ import httpx
 from promptory.server.app import ServerSettings, create_app
 from promptory.server.keys import KeyRecord, KeyRing, generate_key
 
-from .measure import Figure, interleave
+from .measure import Figure
 from .repos import create_repo, prompt_text
 from .session import Session
 
