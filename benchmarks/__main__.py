@@ -26,6 +26,7 @@ GROUPS: dict[str, str] = {
     "index": "index",
     "memory": "memory",
     "noisy": "noisy_tenant",
+    "ui": "ui_page",
 }
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"

@@ -242,8 +242,7 @@ def test_bad_file_is_skipped_and_reported_and_the_good_ones_served(
     status = _status(mixed.server)
     listed = _get(mixed.server, "/api/v1/prompts")
     assert good.status_code == 200
-    assert good.json()["body"] == "good 0
-"
+    assert good.json()["body"] == "good 0\n"
     # A file keeping an id another app claims is reported as well; it is served.
     [problem] = [
         problem

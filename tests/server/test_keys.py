@@ -45,6 +45,8 @@ def test_keys_file_holds_only_hashes_with_mode_0600(tmp_path: Path) -> None:
                 "scope": "myorg/myapp",
                 "created_at": record.created_at,
                 "label": "ci",
+                "prefix": "pm_live_",
+                "admin": False,
             }
         ]
     }

@@ -1,11 +1,11 @@
 """The ``promptory`` command.
 
 Subcommands live in modules named for what they serve: `server` (serve, keys), `remote`
-(get, render, list, pull — through the SDK), `lint`, `demo`. Each is a `cmd_<name>(args)`
-returning the exit status: 0 success, 1 failure, 2 usage or a missing extra. Server modules
-are imported inside the commands that need them, so the SDK alone can run ``--help`` and
-the client commands; a server command without the extra says to install
-``promptory[server]``.
+(get, render, list, pull — through the SDK), `history` (log, diff), `lint`, `demo`. Each
+is a `cmd_<name>(args)` returning the exit status: 0 success, 1 failure, 2 usage or a
+missing extra. Server modules are imported inside the commands that need them, so the SDK
+alone can run ``--help`` and the client commands; a server command without the extra says
+to install ``promptory[server]``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from .demo import add_demo
+from .history import add_history_commands
 from .lint import add_lint
 from .remote import add_remote_commands
 from .server import add_keys, add_serve
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve(commands)
     add_keys(commands)
     add_remote_commands(commands)
+    add_history_commands(commands)
     add_lint(commands)
     return parser
 
@@ -51,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check(parser, args)
     logging.basicConfig(
         level=logging.WARNING
-        if args.command in ("demo", "get", "render", "list", "pull", "lint")
+        if args.command in ("demo", "get", "render", "list", "pull", "lint", "log", "diff")
         else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,

@@ -3,15 +3,19 @@
 It builds a git repository from the example prompts shipped in the package, starts a real
 server on a free loopback port, mints an API key, and walks through the SDK: fetch by id and
 by name, environments, a local render, a server render that resolves an include, a commit
-going live without a restart, and the cache statistics. Then it stops everything.
+going live without a restart, and the cache statistics. Then it stops everything — or,
+with ``--serve``, keeps the server running (printing the web UI's address and an admin key)
+until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,8 +43,13 @@ def _block(text: str) -> None:
             print(f"    | {piece}")
 
 
-def run_demo(workdir: Path) -> int:
-    """Run the walk-through with its repository in `workdir`; return the exit status."""
+def run_demo(workdir: Path, *, serve: bool = False, port: int = 0) -> int:
+    """Run the walk-through with its repository in `workdir`; return the exit status.
+
+    Args:
+        serve: keep the server running after the walk-through, until Ctrl-C.
+        port: the port to serve on (0: a free one).
+    """
     commits = import_extra("promptory.server.commits")
     app_module = import_extra("promptory.server.app")
     keys = import_extra("promptory.server.keys")
@@ -50,10 +59,12 @@ def run_demo(workdir: Path) -> int:
     repo_path = workdir / "prompts"
     repo = commits.init_repository(repo_path)
     first = commits.commit_files(repo, commits.example_prompts(), "Example prompts")
-    api_key = keys.generate_key(test=True)
+    # An admin key in a keys file of this run: the web UI's keys page can then mint more.
+    keys_file = workdir / "keys.json"
+    api_key, _ = keys.add_key(keys_file, test=True, label="demo", admin=True)
     settings = app_module.ServerSettings(
         repo=str(repo_path),
-        keyring=keys.KeyRing([keys.KeyRecord.for_key(api_key, label="demo")]),
+        keyring=keys.KeyRing.from_sources(keys_file=keys_file, environ={}),
         poll_interval=0.2,
     )
 
@@ -63,7 +74,7 @@ def run_demo(workdir: Path) -> int:
     for path in sorted(commits.example_prompts()):
         print(f"    {path}")
 
-    with runner.BackgroundServer(app_module.create_app(settings)) as server:
+    with runner.BackgroundServer(app_module.create_app(settings), port=port) as server:
         _show("server", server.url)
         _show("API key", api_key[:12] + "…  (minted for this run)")
 
@@ -131,8 +142,28 @@ def run_demo(workdir: Path) -> int:
         print('  await client.get_by_name("futureself", "meditate", "meditation_script_relax")')
         _show("-> name", name)
 
+        if serve:
+            _explore(server.url, api_key, repo_path)
+
     _title("Done: the server is stopped and the repository removed")
     return 0
+
+
+def _explore(url: str, api_key: str, repo_path: Path) -> None:
+    """Print where to look, then wait for Ctrl-C."""
+    _title("Explore: the server keeps running until Ctrl-C")
+    _show("web UI", f"{url}/ui/login")
+    _show("API key", f"{api_key}  (admin; sign in with it)")
+    _show("repository", f"{repo_path}  (commit to it: changes are live within a second)")
+    print("  from another terminal:")
+    print(f"    export PROMPTORY_BASE_URL={url} PROMPTORY_API_KEY={api_key}")
+    print("    promptory list myorg/myapp; promptory log myorg/myapp/greeting")
+    print("  Press Ctrl-C to stop.")
+    sys.stdout.flush()
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print()
 
 
 def _wait_for_version(client: Any, version: str, timeout: float = 10.0) -> Any:
@@ -155,7 +186,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo in a temporary directory."""
     try:
         with tempfile.TemporaryDirectory(prefix="promptory-demo-") as workdir:
-            return run_demo(Path(workdir))
+            return run_demo(Path(workdir), serve=args.serve, port=args.port)
     except MissingExtra as exc:
         return fail(str(exc), 2)
 
@@ -167,5 +198,14 @@ def add_demo(commands: Subcommands[argparse.ArgumentParser]) -> None:
         help="run a real server over example prompts and walk through the SDK",
         description="Build a git repository of example prompts, serve it on a free loopback "
         "port, and show the SDK at work. Nothing to configure; everything is removed after.",
+    )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the server running after the walk-through, with the web UI's address and "
+        "an admin key printed, until Ctrl-C",
+    )
+    demo.add_argument(
+        "--port", type=int, default=0, help="with --serve: the port (default: a free one)"
     )
     demo.set_defaults(handler=cmd_demo)

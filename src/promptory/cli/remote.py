@@ -29,10 +29,10 @@ def _fetch(args: argparse.Namespace) -> tuple[Any, Prompt]:
         if len(parts) != 3 or not all(parts):
             raise ConfigError(f"{target!r}: name a prompt as ORG/APP/NAME, or by its id")
         org, app, name = parts
-        return client, client.get_by_name(org, app, name, environment=args.env)
+        return client, client.get_by_name(org, app, name, environment=args.env, ref=args.ref)
     if args.env is not None:
         raise ConfigError("--env applies to ORG/APP/NAME, not to an id")
-    return client, client.get(target)
+    return client, client.get(target, ref=args.ref)
 
 
 def _run(command: Any, args: argparse.Namespace) -> int:
@@ -126,7 +126,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         with client:
             if args.strict:
                 prompt.render(variables, strict=True)  # names every missing variable
-            rendered = client.render(prompt.id, variables)
+            rendered = client.render(prompt.id, variables, ref=args.ref)
         sys.stdout.write(_body_text(rendered))
         return 0
 
@@ -148,7 +148,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     def run(args: argparse.Namespace) -> int:
         org, app = _scope(args.scope)
         with client_from_env(args) as client:
-            prompts = client.list_prompts(org, app, environment=args.env, tag=args.tag)
+            prompts = client.list_prompts(
+                org, app, environment=args.env, tag=args.tag, ref=args.ref
+            )
         if args.json:
             print(_json_text([p.meta for p in prompts]))
             return 0
@@ -186,7 +188,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
     def run(args: argparse.Namespace) -> int:
         org, app = _scope(args.scope)
         with client_from_env(args) as client:
-            prompts = client.list_prompts(org, app, environment=args.env, tag=args.tag)
+            prompts = client.list_prompts(
+                org, app, environment=args.env, tag=args.tag, ref=args.ref
+            )
             source = client.base_url
         count = write_snapshot(args.out, (p.meta for p in prompts), source=source)
         print(f"wrote {count} prompt{'s' if count != 1 else ''} to {args.out}", file=sys.stderr)
@@ -197,6 +201,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", help="the server (default $PROMPTORY_BASE_URL)")
+    parser.add_argument("--ref", help="read the prompts as they were at this commit, tag or branch")
     parser.add_argument(
         "--timeout", type=float, default=10.0, help="seconds per attempt (default %(default)s)"
     )

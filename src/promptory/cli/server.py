@@ -1,10 +1,12 @@
-"""``promptory serve`` and ``promptory keys create``: the server's commands (server extra)."""
+"""``promptory serve`` and ``promptory keys create|list|revoke|rotate``: the server's commands
+(server extra)."""
 
 from __future__ import annotations
 
 import argparse
 import errno
 import ipaddress
+import json
 import logging
 import os
 import ssl
@@ -18,12 +20,15 @@ from ._common import MissingExtra, Subcommands, fail, import_extra
 
 __all__ = [
     "EXIT_CANNOT_BIND",
-    "SERVE_OPTIONS",
     "Option",
+    "SERVE_OPTIONS",
     "add_keys",
     "add_options",
     "add_serve",
     "cmd_keys_create",
+    "cmd_keys_list",
+    "cmd_keys_revoke",
+    "cmd_keys_rotate",
     "cmd_serve",
     "is_loopback",
     "resolve_options",
@@ -445,7 +450,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     keys_file = Path(args.keys_file).expanduser() if args.keys_file else _default_keys_file()
     try:
         key, record = keys_module.add_key(
-            keys_file, scope=args.scope, test=args.test, label=args.label
+            keys_file, scope=args.scope, test=args.test, label=args.label, admin=args.admin
         )
     except ValueError as exc:
         return fail(str(exc), 2)
@@ -453,8 +458,79 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         return fail(str(exc))
     print(key)
     scope = record.scope or "every org and app"
+    admin = ", admin" if record.admin else ""
     print(
-        f"key {record.id} ({scope}) added to {keys_file}; it is shown only this once.",
+        f"key {record.id} ({scope}{admin}) added to {keys_file}; it is shown only this once.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    """List the keys of the keys file: fingerprint, kind, scope, created, admin, label."""
+    try:
+        keys_module = import_extra("promptory.server.keys")
+    except MissingExtra as exc:
+        return fail(str(exc), 2)
+    keys_file = Path(args.keys_file).expanduser() if args.keys_file else _default_keys_file()
+    try:
+        records = keys_module.load_keys_file(keys_file)
+    except keys_module.KeysFileError as exc:
+        return fail(str(exc))
+    if args.json:
+        rows = [{k: v for k, v in r.to_json().items() if k != "sha256"} for r in records]
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [("ID", "KIND", "SCOPE", "CREATED", "ADMIN", "LABEL")]
+    for r in records:
+        kind = {"pm_live_": "live", "pm_test_": "test"}.get(r.prefix or "", "?")
+        table.append(
+            (
+                r.id,
+                kind,
+                r.scope or "*",
+                r.created_at or "-",
+                "yes" if r.admin else "no",
+                r.label or "",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(f"{len(records)} key{'s' if len(records) != 1 else ''} in {keys_file}", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    """Remove a key from the keys file; servers refuse it within their check interval."""
+    try:
+        keys_module = import_extra("promptory.server.keys")
+    except MissingExtra as exc:
+        return fail(str(exc), 2)
+    keys_file = Path(args.keys_file).expanduser() if args.keys_file else _default_keys_file()
+    try:
+        record = keys_module.revoke_key(keys_file, args.key_id)
+    except keys_module.KeysFileError as exc:
+        return fail(str(exc))
+    print(f"key {record.id} ({record.scope or 'every org and app'}) revoked", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    """Replace a key by a new one with the same scope; print the new key once."""
+    try:
+        keys_module = import_extra("promptory.server.keys")
+    except MissingExtra as exc:
+        return fail(str(exc), 2)
+    keys_file = Path(args.keys_file).expanduser() if args.keys_file else _default_keys_file()
+    try:
+        key, new, old = keys_module.rotate_key(keys_file, args.key_id)
+    except keys_module.KeysFileError as exc:
+        return fail(str(exc))
+    print(key)
+    print(
+        f"key {old.id} revoked and replaced by {new.id} ({new.scope or 'every org and app'}); "
+        "the new key is shown only this once.",
         file=sys.stderr,
     )
     return 0
@@ -476,4 +552,42 @@ def add_keys(commands: Subcommands[argparse.ArgumentParser]) -> None:
     create.add_argument("--scope", help="limit the key to ORG or ORG/APP")
     create.add_argument("--test", action="store_true", help="make a pm_test_ key")
     create.add_argument("--label", help="a note saying what the key is for")
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help="the key may also list, create and revoke keys within its scope (web UI)",
+    )
     create.set_defaults(handler=cmd_keys_create)
+
+    listing = actions.add_parser(
+        "list",
+        help="list the keys (never the secrets)",
+        description="List the keys of the keys file: id (fingerprint: the first 12 hex "
+        "digits of the key's SHA-256), kind (live or test), scope, when made, admin, label.",
+    )
+    listing.add_argument("--keys-file", default=None, help=_KEYS_FILE_HELP)
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=cmd_keys_list)
+
+    revoke = actions.add_parser(
+        "revoke",
+        help="revoke a key",
+        description="Remove a key from the keys file. A running server refuses it within a "
+        "second, without a restart.",
+    )
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id from `keys list`")
+    revoke.add_argument("--keys-file", default=None, help=_KEYS_FILE_HELP)
+    revoke.set_defaults(handler=cmd_keys_revoke)
+
+    rotate = actions.add_parser(
+        "rotate",
+        help="replace a key by a new one",
+        description="Replace a key by a new one with the same scope, label, kind and admin "
+        "flag; the old key stops working within a second. The new key is printed once.",
+    )
+    rotate.add_argument("key_id", metavar="KEY_ID", help="the key's id from `keys list`")
+    rotate.add_argument("--keys-file", default=None, help=_KEYS_FILE_HELP)
+    rotate.set_defaults(handler=cmd_keys_rotate)
+
+
+_KEYS_FILE_HELP = "keys file (default ~/.config/promptory/keys.json)"

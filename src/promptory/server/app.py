@@ -46,6 +46,7 @@ from starlette.types import Receive, Scope, Send
 from .._controls import escape_controls
 from ..exceptions import RenderError
 from ..prompt import ENVIRONMENTS
+from .history_routes import history_routes
 from .keys import KeyRecord, KeyRing
 from .openapi import openapi_document
 from .ratelimit import RateLimiter
@@ -53,6 +54,7 @@ from .records import PromptRecord, dump_json
 from .render import IncludeError, RenderJob, include_problems, plan
 from .renderpool import Busy, RenderCapacity, RenderPool
 from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
+from .ui import WebUI
 
 __all__ = ["CACHE_CONTROL_LIVE", "CACHE_CONTROL_PINNED", "ServerSettings", "create_app"]
 
@@ -608,6 +610,8 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/api/v1/status", _Endpoint(server.status), methods=["GET"]),
         Route("/health", _Endpoint(server.health), methods=["GET"]),
         Route("/openapi.json", _Endpoint(server.openapi_json), methods=["GET"]),
+        *history_routes(server),
+        *WebUI(server).routes(),
     ]
     app = _App(
         routes=routes,

@@ -22,7 +22,14 @@ __all__ = ["ERROR_CODES", "openapi_document"]
 
 #: Every error code the server sends, by HTTP status.
 ERROR_CODES: dict[int, tuple[str, ...]] = {
-    400: ("RENDER_ERROR", "INVALID_BODY", "INVALID_ENVIRONMENT", "REF_READS_DISABLED"),
+    400: (
+        "RENDER_ERROR",
+        "INVALID_BODY",
+        "INVALID_ENVIRONMENT",
+        "INVALID_QUERY",
+        "DIFF_TOO_LARGE",
+        "REF_READS_DISABLED",
+    ),
     401: ("UNAUTHORIZED",),
     403: ("FORBIDDEN",),
     404: ("PROMPT_NOT_FOUND", "APP_NOT_FOUND", "REF_NOT_FOUND", "NOT_FOUND"),
@@ -150,6 +157,59 @@ def _schemas() -> dict[str, Any]:
                     "minimum": 0,
                     "description": "Prompt files indexed at that commit.",
                 },
+            }
+        ),
+        "History": _closed(
+            {
+                "id": {"type": "string"},
+                "path": {"type": "string", "description": "The prompt's file."},
+                "commit": {"type": "string", "description": "The commit the walk started at."},
+                "revisions": {
+                    "type": "array",
+                    "items": _closed(
+                        {
+                            "sha": {"type": "string"},
+                            "author": {"type": "string"},
+                            "email": {"type": "string"},
+                            "date": {"type": "string", "description": "Author time, ISO 8601."},
+                            "message": {"type": "string"},
+                            "version": _nullable_string(
+                                "The version after the commit; null if it deleted the file."
+                            ),
+                        }
+                    ),
+                    "description": "Commits that changed the file, newest first (first "
+                    "parents; renames not followed).",
+                },
+                "truncated": {
+                    "type": "boolean",
+                    "description": "More commits may have changed the file: raise limit "
+                    "(at most 200) or ask from an older ref.",
+                },
+            }
+        ),
+        "Diff": _closed(
+            {
+                "id": {"type": "string"},
+                "path": {"type": "string"},
+                "from": {"$ref": "#/components/schemas/DiffSide"},
+                "to": {"$ref": "#/components/schemas/DiffSide"},
+                "fields": {
+                    "type": "array",
+                    "items": _closed(
+                        {"field": {"type": "string"}, "from": {}, "to": {}},
+                    ),
+                    "description": "Front matter fields that differ (null: absent).",
+                },
+                "front_matter_diff": {"type": "string", "description": "Unified diff."},
+                "body_diff": {"type": "string", "description": "Unified diff."},
+            }
+        ),
+        "DiffSide": _closed(
+            {
+                "sha": {"type": "string"},
+                "version": _nullable_string("The version there, if readable."),
+                "exists": {"type": "boolean", "description": "Whether the file is there."},
             }
         ),
         "Error": _closed(
@@ -299,7 +359,7 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the server, as a new dict."""
     json_of = {
         name: {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
-        for name in ("PromptList", "RenderResult", "Status", "Health")
+        for name in ("PromptList", "RenderResult", "Status", "Health", "History", "Diff")
     }
     paths: dict[str, Any] = {
         "/api/v1/prompts": {
@@ -390,6 +450,66 @@ def openapi_document() -> dict[str, Any]:
                     "403": _ref("Forbidden"),
                     "404": _ref("NotFound"),
                     "413": _ref("PayloadTooLarge"),
+                    "429": _ref("RateLimited"),
+                },
+            }
+        },
+        "/api/v1/prompts/{id}/history": {
+            "get": {
+                "operationId": "getPromptHistory",
+                "summary": "The commits that changed a prompt's file, newest first.",
+                "parameters": [
+                    _param("PromptId"),
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "How many commits, 1 to 200 (default 50). An empty "
+                        "value counts as not given.",
+                        "schema": {"type": "string", "pattern": "^([0-9]*)$"},
+                    },
+                    _param("Ref"),
+                ],
+                "responses": {
+                    "200": {"description": "The history.", "content": json_of["History"]},
+                    "400": _ref("InvalidRequest"),
+                    "401": _ref("Unauthorized"),
+                    "403": _ref("Forbidden"),
+                    "404": _ref("NotFound"),
+                    "429": _ref("RateLimited"),
+                },
+            }
+        },
+        "/api/v1/prompts/{id}/diff": {
+            "get": {
+                "operationId": "getPromptDiff",
+                "summary": "How a prompt's file differs between two commits: front matter "
+                "fields, front matter text and body.",
+                "parameters": [
+                    _param("PromptId"),
+                    {
+                        "name": "from",
+                        "in": "query",
+                        "required": True,
+                        "description": "The older commit id, tag or branch.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "to",
+                        "in": "query",
+                        "required": False,
+                        "description": "The newer commit id, tag or branch (default: the "
+                        "commit served, or ref). An empty value counts as not given.",
+                        "schema": {"type": "string"},
+                    },
+                    _param("Ref"),
+                ],
+                "responses": {
+                    "200": {"description": "The diff.", "content": json_of["Diff"]},
+                    "400": _ref("InvalidRequest"),
+                    "401": _ref("Unauthorized"),
+                    "403": _ref("Forbidden"),
+                    "404": _ref("NotFound"),
                     "429": _ref("RateLimited"),
                 },
             }
