@@ -37,7 +37,7 @@ def _path(module: str) -> Path:
 def _imports(module: str) -> set[str]:
     """The modules `module` imports, relative imports resolved."""
     tree = ast.parse(_path(module).read_text(encoding="utf-8"))
-    package = module.rsplit(".", 1)[0] if not _path(module).name == "__init__.py" else module
+    package = module.rsplit(".", 1)[0] if _path(module).name != "__init__.py" else module
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
