@@ -26,7 +26,6 @@ __all__ = ["ERROR_CODES", "openapi_document"]
 ERROR_CODES: dict[int, tuple[str, ...]] = PROTOCOL_ERROR_CODES
 
 
-
 def _nullable_string(description: str) -> dict[str, Any]:
     return {"type": ["string", "null"], "description": description}
 
