@@ -31,7 +31,14 @@ PROMOTION_ORDER: tuple[str, ...] = tuple(reversed(ENVIRONMENTS))
 
 #: Every error code the server sends, by HTTP status.
 ERROR_CODES: dict[int, tuple[str, ...]] = {
-    400: ("RENDER_ERROR", "INVALID_BODY", "INVALID_ENVIRONMENT"),
+    400: (
+        "RENDER_ERROR",
+        "INVALID_BODY",
+        "INVALID_ENVIRONMENT",
+        "INVALID_QUERY",
+        "DIFF_TOO_LARGE",
+        "REF_READS_DISABLED",
+    ),
     401: ("UNAUTHORIZED",),
     403: ("FORBIDDEN",),
     404: ("PROMPT_NOT_FOUND", "APP_NOT_FOUND", "REF_NOT_FOUND", "NOT_FOUND"),
@@ -39,6 +46,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
     413: ("PAYLOAD_TOO_LARGE",),
     429: ("RATE_LIMITED",),
     500: ("INTERNAL_ERROR",),
+    503: ("SERVER_BUSY",),
 }
 
 

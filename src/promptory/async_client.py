@@ -118,7 +118,7 @@ class AsyncPromptClient(ClientBase):
         self, prompt_id: str, *, ref: str | None = None, fallback: Fallback | None = None
     ) -> Prompt:
         """Fetch a prompt by id (UUID), from the cache when it can. See `PromptClient.get`."""
-        state = self._core.lookup_id(prompt_id, ref)
+        state = self._lookup_id(prompt_id, ref)
         if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
             return state
         return await self._resolve(state, fallback)  # type: ignore[arg-type]
@@ -135,7 +135,7 @@ class AsyncPromptClient(ClientBase):
     ) -> Prompt:
         """Fetch a prompt by qualified name, from the cache when it can.
         See `PromptClient.get_by_name`."""
-        state = self._core.lookup_name(org, app, name, environment, ref)
+        state = self._lookup_name(org, app, name, environment, ref)
         if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
             return state
         return await self._resolve(state, fallback)  # type: ignore[arg-type]

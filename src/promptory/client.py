@@ -157,7 +157,7 @@ class PromptClient(ClientBase):
         Raises:
             NotFoundError: no such prompt. See `promptory.exceptions` for the others.
         """
-        state = self._core.lookup_id(prompt_id, ref)
+        state = self._lookup_id(prompt_id, ref)
         if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
             return state
         return self._resolve(state, fallback)  # type: ignore[arg-type]
@@ -183,7 +183,7 @@ class PromptClient(ClientBase):
             ref: a commit sha or tag: the prompt as it was there (cached for good).
             fallback: as for `get`.
         """
-        state = self._core.lookup_name(org, app, name, environment, ref)
+        state = self._lookup_name(org, app, name, environment, ref)
         if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
             return state
         return self._resolve(state, fallback)  # type: ignore[arg-type]

@@ -13,48 +13,16 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import rendering
+from ._fields import PROMPT_FIELDS, PROMPT_JSON_KEYS, PROMPT_TYPES, ROLES, answer_problem
 from ._frozen import FrozenDict, FrozenList, freeze
+from ._protocol import ENVIRONMENTS
 from .exceptions import MalformedResponseError, RenderError, UndefinedVariableError
 
 __all__ = ["ENVIRONMENTS", "PROMPT_JSON_KEYS", "PROMPT_TYPES", "ROLES", "Prompt"]
 
-#: The environments a prompt can live in, least promoted first.
-ENVIRONMENTS: tuple[str, ...] = ("development", "staging", "production")
-#: The kinds of prompt.
-PROMPT_TYPES: tuple[str, ...] = ("chat", "completion", "tts", "transcription")
-#: LLM message roles a prompt may declare.
-ROLES: tuple[str, ...] = ("system", "user", "assistant")
-
-#: The keys of a prompt's JSON on the wire, in the order the server writes them.
-PROMPT_JSON_KEYS: tuple[str, ...] = (
-    "id",
-    "app_id",
-    "name",
-    "version",
-    "org",
-    "app",
-    "domain",
-    "description",
-    "type",
-    "role",
-    "model",
-    "modality",
-    "tts",
-    "audio",
-    "environment",
-    "active",
-    "tags",
-    "body",
-    "includes",
-    "git_sha",
-    "updated_at",
-)
-
-_REQUIRED_STR = ("id", "name", "body")
-_STR = ("version", "org", "app", "type", "environment")
-_OPTIONAL_STR = ("domain", "description", "role", "git_sha", "updated_at")
-_OPTIONAL_DICT = ("modality", "tts", "audio")
-_STR_LISTS = ("tags", "includes")
+# The field table lives in `_fields` (shared with the server); re-exported here, where
+# callers have always found them.
+_ATTRIBUTES: tuple[str, ...] = ()  # filled below, once `Prompt` exists
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=True)
@@ -140,66 +108,20 @@ class Prompt:
         """
         if not isinstance(data, dict):
             raise _malformed(f"expected a JSON object, got {_json_type(data)}", None)
-        label = data.get("id") if isinstance(data.get("id"), str) else None
-        for key in _REQUIRED_STR:
-            if not isinstance(data.get(key), str):
-                problem = "is missing" if key not in data else f"is {_json_type(data[key])}"
-                raise _malformed(f"field {key!r} {problem}, expected a string", label)
-        for key in _STR:
-            if not isinstance(data.get(key, ""), str):
-                raise _malformed(
-                    f"field {key!r} is {_json_type(data[key])}, expected a string", label
-                )
-        for key in _OPTIONAL_STR:
-            value = data.get(key)
-            if value is not None and not isinstance(value, str):
-                raise _malformed(
-                    f"field {key!r} is {_json_type(value)}, expected a string or null", label
-                )
-        model = data.get("model")
-        if model is not None and not isinstance(model, dict):
-            raise _malformed(f"field 'model' is {_json_type(model)}, expected an object", label)
-        for key in _OPTIONAL_DICT:
-            value = data.get(key)
-            if value is not None and not isinstance(value, dict):
-                raise _malformed(
-                    f"field {key!r} is {_json_type(value)}, expected an object or null", label
-                )
-        active = data.get("active", True)
-        if not isinstance(active, bool):
-            raise _malformed(f"field 'active' is {_json_type(active)}, expected a boolean", label)
-        for key in _STR_LISTS:
-            value = data.get(key)
-            if value is not None and (
-                not isinstance(value, list) or not all(isinstance(v, str) for v in value)
-            ):
-                raise _malformed(f"field {key!r} must be a list of strings", label)
-
+        problem = answer_problem(data)
+        if problem is not None:
+            label = data.get("id") if isinstance(data.get("id"), str) else None
+            raise _malformed(problem, label)
         frozen: FrozenDict = freeze(data)
-        get = frozen.get
-        return cls(
-            id=frozen["id"],
-            name=frozen["name"],
-            version=get("version") or "",
-            org=get("org") or "",
-            app=get("app") or "",
-            domain=get("domain"),
-            description=get("description"),
-            type=get("type") or "",
-            role=get("role"),
-            model=get("model") or FrozenDict(),
-            modality=get("modality"),
-            tts=get("tts"),
-            audio=get("audio"),
-            environment=get("environment") or "",
-            active=active,
-            tags=get("tags") or FrozenList(),
-            body=frozen["body"],
-            includes=get("includes") or FrozenList(),
-            meta=frozen,
-            git_sha=get("git_sha"),
-            updated_at=get("updated_at"),
-        )
+        values: dict[str, Any] = {}
+        for spec in PROMPT_FIELDS:
+            if spec.name not in _ATTRIBUTES:
+                continue  # a field without an attribute of its own: in `meta` only
+            value = frozen.get(spec.name)
+            if value is None and not spec.nullable:
+                value = _empty(spec.default)
+            values[spec.name] = value
+        return cls(meta=frozen, **values)
 
     @property
     def qualified_name(self) -> str:
@@ -286,6 +208,18 @@ class Prompt:
         """
         content = self.render(variables, strict=strict)
         return [{"role": self.role or "system", "content": content}]
+
+
+_ATTRIBUTES = tuple(f.name for f in fields(Prompt) if f.init)
+
+
+def _empty(default: Any) -> Any:
+    """A field's default as a `Prompt` holds it: read-only containers."""
+    if isinstance(default, dict):
+        return FrozenDict()
+    if isinstance(default, (list, tuple)):
+        return FrozenList()
+    return default
 
 
 def _unpickle(values: dict[str, Any]) -> Prompt:

@@ -224,10 +224,16 @@ def test_stale_hit_returns_at_once_and_revalidates_with_if_none_match(
     client = sdk(backend.url, cache_ttl=0.05)
     first = client.get(backend.greeting_id)
     wait_until(lambda: client.cache_stats()["stale_entries"] == 1, what="the entry to go stale")
+    age_when_stale = client.cache_stats()["oldest_age_seconds"]
     assert client.get(backend.greeting_id) is first
     client.wait_idle()
     assert backend.conditional_count() == 1
-    assert client.cache_stats()["fresh_entries"] + client.cache_stats()["stale_entries"] == 1
+    stats = client.cache_stats()
+    assert stats["total_entries"] == 1
+    # The 304 restarted the entry's age: it is younger now than when it was found stale
+    # (without the restart it could only have grown).
+    assert stats["oldest_age_seconds"] < age_when_stale
+    assert client.get(backend.greeting_id) is first  # the same data, kept
 
 
 def test_a_change_on_the_server_reaches_the_cache_after_revalidation(
@@ -283,7 +289,14 @@ def test_revoked_key_stops_reading_through_the_cache(sdk: SdkFactory, legacy: Le
     with pytest.raises(AuthenticationError):
         client.get_by_name("myorg", "myapp", "greeting")
     assert client.cache_stats()["total_entries"] == 0
-    assert prompt.name == "greeting"
+    # The evicted copy is gone for good: with the key restored, the next call asks the
+    # server afresh (no If-None-Match: nothing is cached to revalidate).
+    legacy.api_key = API_KEY
+    legacy.reset_requests()
+    again = client.get_by_name("myorg", "myapp", "greeting")
+    assert again is not prompt
+    assert legacy.count() == 1
+    assert "if-none-match" not in {name.lower() for name in legacy.requests[0].headers}
 
 
 def test_server_down_serves_the_cached_copy_with_one_warning(

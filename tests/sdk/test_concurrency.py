@@ -125,20 +125,30 @@ def test_async_stale_hits_start_one_revalidation_task_per_key(legacy: LegacyServ
 
 
 def test_cancelling_an_async_get_leaves_no_task_behind(legacy: LegacyServer) -> None:
-    legacy.delay = 1.0
+    # The server holds the answer far longer than the test waits: a request task that was
+    # not cancelled would still be there when the test looks.
+    legacy.delay = 5.0
 
-    async def main() -> int:
+    async def main() -> tuple[int, int]:
         async with AsyncPromptClient(legacy.url, API_KEY) as client:
             baseline = len(asyncio.all_tasks())
             caller = asyncio.ensure_future(client.get(GREETING_ID))
-            await asyncio.sleep(0.1)
+            deadline = time.monotonic() + 5
+            while legacy.count() == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # polls a condition: the request reached the server
+            assert legacy.count() == 1, "the request never reached the server"
             caller.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await caller
-            await asyncio.sleep(0.05)
-            return len(asyncio.all_tasks()) - baseline
+            in_flight = client.cache_stats()["in_flight"]
+            # The cancelled request task ends within a few loop turns, long before the
+            # server would answer.
+            deadline = time.monotonic() + 2
+            while len(asyncio.all_tasks()) > baseline and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            return in_flight, len(asyncio.all_tasks()) - baseline
 
-    assert asyncio.run(main()) == 0
+    assert asyncio.run(main()) == (0, 0)
 
 
 def test_one_cancelled_caller_does_not_cancel_the_others(legacy: LegacyServer) -> None:

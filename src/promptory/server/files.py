@@ -40,6 +40,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 import yaml
@@ -47,6 +48,7 @@ from jinja2 import TemplateSyntaxError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
+from .._fields import PROMPT_FIELDS, Field, front_matter_keys
 from ..exceptions import RenderError
 from ..prompt import ENVIRONMENTS, PROMPT_TYPES, ROLES
 from ..rendering import compile_body
@@ -83,27 +85,11 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 #: What a version looks like: it is written into the ETag header as is.
 VERSION_PATTERN = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+-]*")
 
-#: The front matter keys the server understands; any other key is reported by lint.
-KNOWN_KEYS: frozenset[str] = frozenset(
-    {
-        "id",
-        "name",
-        "version",
-        "type",
-        "role",
-        "environment",
-        "active",
-        "domain",
-        "description",
-        "model",
-        "modality",
-        "tts",
-        "audio",
-        "tags",
-        "includes",
-        "variables",  # for `promptory lint`: the variables the body may read
-    }
-)
+#: The front matter keys the server understands (from the field table, `promptory._fields`);
+#: any other key is reported by lint.
+KNOWN_KEYS: frozenset[str] = front_matter_keys() | {
+    "variables",  # for `promptory lint`: the variables the body may read
+}
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -208,6 +194,8 @@ class FrontMatter:
     tags: tuple[str, ...]
     includes: tuple[str, ...]
     unknown_keys: tuple[str, ...]
+    #: Fields of the table (`promptory._fields`) read by kind, beyond those named above.
+    extra: tuple[tuple[str, Any], ...] = ()
 
     @property
     def index_keys(self) -> IndexKeys:
@@ -247,6 +235,7 @@ class PromptFile:
     includes: tuple[str, ...]
     references: tuple[str | None, ...]
     unknown_keys: tuple[str, ...]
+    extra: tuple[tuple[str, Any], ...] = ()
 
 
 # --- bytes to text --------------------------------------------------------------------------
@@ -616,7 +605,26 @@ def parse_front_matter(front_text: str) -> FrontMatter:
         tags=fields.names("tags"),
         includes=includes,
         unknown_keys=tuple(str(key) for key in data if key not in KNOWN_KEYS),
+        extra=tuple((spec.name, _read_by_kind(fields, spec)) for spec in _GENERIC_FIELDS),
     )
+
+
+#: Front-matter fields of the table that no code above names: read by their kind alone.
+_GENERIC_FIELDS = tuple(
+    spec
+    for spec in PROMPT_FIELDS
+    if spec.source == "front" and spec.name not in {f.name for f in dataclass_fields(FrontMatter)}
+)
+
+
+def _read_by_kind(fields: _Fields, spec: Field) -> Any:
+    if spec.kind == "str":
+        return fields.string(spec.name, choices=spec.choices)
+    if spec.kind == "bool":
+        return fields.boolean(spec.name, bool(spec.default))
+    if spec.kind == "object":
+        return fields.mapping(spec.name)
+    return fields.names(spec.name)
 
 
 # --- one file's text, parsed on demand -------------------------------------------------------
@@ -739,6 +747,7 @@ class PromptText:
             includes=tuple(includes),
             references=references,
             unknown_keys=front.unknown_keys,
+            extra=front.extra,
         )
 
 

@@ -15,33 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._fields import PROMPT_JSON_KEYS, json_schema_properties
+from .._protocol import ENVIRONMENTS
+from .._protocol import ERROR_CODES as PROTOCOL_ERROR_CODES
 from .._version import __version__
-from ..prompt import ENVIRONMENTS, PROMPT_JSON_KEYS, PROMPT_TYPES, ROLES
 
 __all__ = ["ERROR_CODES", "openapi_document"]
 
-#: Every error code the server sends, by HTTP status.
-ERROR_CODES: dict[int, tuple[str, ...]] = {
-    400: (
-        "RENDER_ERROR",
-        "INVALID_BODY",
-        "INVALID_ENVIRONMENT",
-        "INVALID_QUERY",
-        "DIFF_TOO_LARGE",
-        "REF_READS_DISABLED",
-    ),
-    401: ("UNAUTHORIZED",),
-    403: ("FORBIDDEN",),
-    404: ("PROMPT_NOT_FOUND", "APP_NOT_FOUND", "REF_NOT_FOUND", "NOT_FOUND"),
-    405: ("METHOD_NOT_ALLOWED",),
-    413: ("PAYLOAD_TOO_LARGE",),
-    429: ("RATE_LIMITED",),
-    500: ("INTERNAL_ERROR",),
-    503: ("SERVER_BUSY",),
-}
-
-_NULLABLE_OBJECT: dict[str, Any] = {"type": ["object", "null"]}
-_STRING_LIST: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+#: Every error code the server sends, by HTTP status (shared with the SDK: `_protocol`).
+ERROR_CODES: dict[int, tuple[str, ...]] = PROTOCOL_ERROR_CODES
 
 
 def _nullable_string(description: str) -> dict[str, Any]:
@@ -49,35 +31,8 @@ def _nullable_string(description: str) -> dict[str, Any]:
 
 
 def _prompt_properties() -> dict[str, Any]:
-    properties: dict[str, Any] = {
-        "id": {"type": "string", "description": "The prompt's UUID."},
-        "app_id": {"type": "string", "description": "UUIDv5 of 'org/app'."},
-        "name": {"type": "string"},
-        "version": {"type": "string", "description": "Version from the front matter."},
-        "org": {"type": "string"},
-        "app": {"type": "string"},
-        "domain": _nullable_string("Domain category, e.g. 'meditation'."),
-        "description": _nullable_string("Human-readable description."),
-        "type": {"type": "string", "enum": list(PROMPT_TYPES)},
-        "role": {"type": ["string", "null"], "enum": [*ROLES, None]},
-        "model": {"type": "object", "description": "Model configuration, as written."},
-        "modality": _NULLABLE_OBJECT,
-        "tts": _NULLABLE_OBJECT,
-        "audio": _NULLABLE_OBJECT,
-        "environment": {"type": "string", "enum": list(ENVIRONMENTS)},
-        "active": {"type": "boolean"},
-        "tags": _STRING_LIST,
-        "body": {"type": "string", "description": "The Jinja2 template."},
-        "includes": {
-            **_STRING_LIST,
-            "description": "Names of the prompts this one includes (front matter and body).",
-        },
-        "git_sha": {"type": "string", "description": "The last commit that changed the file."},
-        "updated_at": {
-            "type": "string",
-            "description": "That commit's time, ISO 8601 UTC (2026-11-24T21:46:51Z).",
-        },
-    }
+    # Derived from the field table (`promptory._fields`), in wire order.
+    properties = json_schema_properties()
     assert tuple(properties) == PROMPT_JSON_KEYS
     return properties
 

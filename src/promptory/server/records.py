@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._controls import escape_controls
-from ..prompt import PROMPT_JSON_KEYS
+from .._fields import PROMPT_FIELDS, PROMPT_JSON_KEYS, wire_value
 from .files import PromptFile, PromptFileError, PromptText, app_uuid, prompt_uuid
 from .history import LastChange
 
@@ -179,29 +179,24 @@ class PromptRecord:
                 path=self.path,
             )
         change = self._history.last_change(self.path)
-        data = {
-            "id": file.id,
+        # In the field table's order (`promptory._fields`); what the file does not hold
+        # the server computes, and a field of the table read generically is in `extra`.
+        computed = {
             "app_id": app_uuid(file.org, file.app),
-            "name": file.name,
-            "version": file.version,
-            "org": file.org,
-            "app": file.app,
-            "domain": file.domain,
-            "description": file.description,
-            "type": file.type,
             # What the existing server sends for a file without one; its SDKs type it str.
             "role": file.role or "system",
-            "model": file.model,
-            "modality": file.modality,
-            "tts": file.tts,
-            "audio": file.audio,
-            "environment": file.environment,
-            "active": file.active,
-            "tags": list(file.tags),
-            "body": file.body,
-            "includes": list(file.includes),
             "git_sha": change.sha,
             "updated_at": change.time,
+        }
+        extra = dict(file.extra)
+        data = {
+            spec.name: wire_value(
+                spec,
+                computed[spec.name]
+                if spec.name in computed
+                else getattr(file, spec.name, extra.get(spec.name)),
+            )
+            for spec in PROMPT_FIELDS
         }
         assert tuple(data) == PROMPT_JSON_KEYS
         body = dump_json(data)
