@@ -531,8 +531,7 @@ def openapi_document() -> dict[str, Any]:
                 "security": [],
                 "responses": {
                     "303": {
-                        "description": "See /ui/apps (which sends to /ui/login without a "
-                        "session).",
+                        "description": "See /ui/apps (which sends to /ui/login without a session).",
                         "headers": {"Location": {"schema": {"type": "string"}}},
                     }
                 },
