@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from promptory.server.keys import KeyRing, load_keys_file
+import httpx
 
-from .test_cli import run
+from promptory.server.keys import KeyRing, load_keys_file
+from support.gitrepo import PromptRepo
+
+from .test_cli import _env, free_port, run
 
 
 def _create(tmp_path: Path, keys_file: Path, *extra: str) -> str:
@@ -78,3 +84,51 @@ def test_keys_rotate_prints_a_new_key_once_and_revokes_the_old(tmp_path: Path) -
     record = ring.verify(new)
     assert record is not None
     assert record.scope == "myorg"
+
+
+def test_a_running_serve_follows_keys_made_and_revoked_by_the_cli(tmp_path: Path) -> None:
+    repo = PromptRepo(tmp_path / "repo")
+    repo.write_prompt("o", "a", "p")
+    repo.commit()
+    keys_file = tmp_path / "keys.json"
+    first = _create(tmp_path, keys_file)
+    port = free_port()
+    command = [sys.executable, "-m", "promptory", "serve", str(repo.path), "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--keys-file", str(keys_file), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(tmp_path),
+    )
+    url = f"http://127.0.0.1:{port}/api/v1/status"
+
+    def status(key: str) -> int | None:
+        try:
+            return httpx.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=5).status_code
+        except httpx.TransportError:
+            return None
+
+    def until(key: str, wanted: int) -> None:
+        deadline = time.monotonic() + 30
+        while status(key) != wanted:
+            assert process.poll() is None, "the server stopped"
+            assert time.monotonic() < deadline, f"no {wanted} within 30 s"
+            time.sleep(0.05)
+
+    try:
+        until(first, 200)
+        second = _create(tmp_path, keys_file, "--test")
+        until(second, 200)  # within the 1 s check interval, without a restart
+        second_id = load_keys_file(keys_file)[1].id
+        assert (
+            run(tmp_path, "keys", "revoke", second_id, "--keys-file", str(keys_file)).returncode
+            == 0
+        )
+        until(second, 401)
+        assert status(first) == 200
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=15)
+    assert "Traceback" not in stderr
+    assert second not in stderr

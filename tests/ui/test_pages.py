@@ -431,3 +431,21 @@ def test_an_app_of_1000_prompts_weighs_under_150_kb(tmp_path: Path) -> None:
             assert weight < 150 * 1024, weight
             # Uncompressed it stays within a few bytes a row of what it shows.
             assert len(page.content) < 200 * 1024, len(page.content)
+
+
+def test_status_shows_the_commit_when_it_was_read_and_each_file_not_served(
+    ui_server: UIServer,
+) -> None:
+    repo = ui_server.repo
+    repo.write("myorg/myapp/broken.md", "---\nversion: [\n---\nbody\n")
+    sha = repo.commit("a broken file")
+    browser, _ = ui_server.sign_in(ui_server.reader_key)
+    with closing(browser):
+        deadline = time.monotonic() + 10
+        while sha not in (page := browser.get("/ui/status").text):
+            assert time.monotonic() < deadline, "the commit was not served in time"
+            time.sleep(0.05)
+        assert "Read by this server at" in page
+        assert "myorg/myapp/broken.md" in page
+        assert "invalid YAML in front matter on line 3" in page
+        assert "1 file not served" in browser.get("/ui/apps").text

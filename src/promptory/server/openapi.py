@@ -488,6 +488,20 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "Alive.", "content": json_of["Health"]}},
             }
         },
+        "/ui": {
+            "get": {
+                "operationId": "openWebUI",
+                "summary": "The web UI (HTML pages under /ui/, signed in with an API key): a "
+                "redirect to its first page.",
+                "security": [],
+                "responses": {
+                    "303": {
+                        "description": "See /ui/apps (which sends to /ui/login without a session).",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "getOpenAPI",

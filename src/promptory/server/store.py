@@ -214,6 +214,7 @@ class Snapshot:
         commit: the commit's full hex id, or None for a repository without commits.
         ref: the ref the snapshot was taken from.
         committed_at: the commit's time (ISO 8601 UTC), or None.
+        indexed_at: when this server read the commit (seconds since the epoch).
     """
 
     def __init__(
@@ -232,6 +233,7 @@ class Snapshot:
         self.commit = commit
         self.ref = ref
         self.committed_at = committed_at
+        self.indexed_at = time.time()
         self._records = records
         self._skipped = skipped
         self._by_id = by_id

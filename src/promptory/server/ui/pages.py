@@ -689,7 +689,8 @@ class WebUI:
             problems=[(_printable(p.path), _printable(p.message)) for p in problems],
             served=served,
             files=files,
-            now=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            now=_iso(datetime.now(timezone.utc)),
+            indexed_at=_iso(datetime.fromtimestamp(snapshot.indexed_at, timezone.utc)),
         )
 
     # --- keys (admin keys only) ---------------------------------------------------------
@@ -769,6 +770,10 @@ class WebUI:
         return RedirectResponse(
             f"/ui/keys?{urlencode({'revoked': key_id})}", 303, _SECURITY_HEADERS
         )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _prompt_url(record: PromptRecord) -> str:
