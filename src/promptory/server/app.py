@@ -45,11 +45,12 @@ from starlette.types import Receive, Scope, Send
 from .._controls import escape_controls
 from ..exceptions import RenderError
 from ..prompt import ENVIRONMENTS
+from .includes import include_problems
 from .keys import KeyRecord, KeyRing
 from .openapi import openapi_document
 from .ratelimit import RateLimiter
 from .records import PromptRecord, dump_json
-from .render import IncludeError, Renderer, include_problems
+from .render import IncludeError, Renderer
 from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
 
 __all__ = ["CACHE_CONTROL_LIVE", "CACHE_CONTROL_PINNED", "ServerSettings", "create_app"]
