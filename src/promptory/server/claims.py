@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from .files import MAX_FILE_BYTES, PromptFileError, PromptText
+from .files import MAX_FILE_BYTES, PromptFileError, PromptText, is_valid_name
 
 __all__ = ["CLAIM_HISTORY_LIMIT", "ClaimHistory"]
 
@@ -153,6 +153,7 @@ def _claims_in(repo: Any, tree: Any, claimed_id: str) -> bool:
                     keys = PromptText(entry.data).keys
                 except PromptFileError:
                     continue
-                if keys.id == claimed_id:
+                # A file the store skips for its name claims nothing there either.
+                if keys.id == claimed_id and (keys.name is not None or is_valid_name(name[:-3])):
                     return True
     return False
