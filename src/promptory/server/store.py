@@ -6,8 +6,8 @@ Rules of this module:
 * Layout. In a multi-app repository a prompt is ``<org>/<app>/**/<name>.md``; other files
   (a root ``README.md``, ``org/notes.md``) are not prompts and are ignored. In single-app
   mode (org and app given) every ``**/*.md`` but the root ``README.md`` is a prompt of
-  that app. Paths with a part that
-  starts with a dot (``.github/``) are ignored in both modes.
+  that app. Paths with a part that starts with a dot (``.github/``) are ignored in both
+  modes.
 * A `Snapshot` is what one commit holds, and never changes once built. The store swaps in a
   new one atomically when the ref moves; readers keep the one they took.
 * Indexing is cheap; parsing is lazy. Building a snapshot reads every prompt blob and scans
