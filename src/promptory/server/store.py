@@ -178,8 +178,8 @@ _NameKey = tuple[str, str, str, str]
 _Place = tuple[str, str]
 # Who holds an id claimed by files of several apps: (id, the claiming apps) -> holder or None.
 _Holder = Callable[[str, list[_Place]], _Place | None]
-# A file skipped while indexing: its org, its app, and why.
-_Skipped = tuple[str, str, str]
+# A file skipped while indexing: its org, its app, why, and the line (or None).
+_Skipped = tuple[str, str, str, int | None]
 
 
 class Snapshot:
@@ -364,8 +364,8 @@ class Snapshot:
         """Every file that is not served, and why, sorted by path. Parses what is left to
         parse. `allow(org, app)` keeps only the problems of files in a key's scope."""
         problems = [
-            Problem(path, message)
-            for path, (org, app, message) in self._skipped.items()
+            Problem(path, message, line=line)
+            for path, (org, app, message, line) in self._skipped.items()
             if allow is None or allow(org, app)
         ]
         for record in self._records.values():
@@ -434,7 +434,9 @@ class Snapshot:
 
     def skipped_problems(self) -> list[Problem]:
         """The files skipped while indexing (unreadable), without parsing any more."""
-        problems = (Problem(path, skipped[2]) for path, skipped in self._skipped.items())
+        problems = (
+            Problem(path, skipped[2], line=skipped[3]) for path, skipped in self._skipped.items()
+        )
         return sorted(problems, key=attrgetter("path"))
 
     def unprepared(self) -> Iterator[PromptRecord]:
@@ -599,14 +601,15 @@ def _read_file(
                     org,
                     app,
                     f"file is {length:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes",
+                    None,
                 )
                 return None
             text = PromptText(load())
         except PromptFileError as exc:
-            index.skipped[path] = (org, app, exc.message)
+            index.skipped[path] = (org, app, exc.message, exc.line)
             return None
         except OSError as exc:  # a work tree file (lint) that cannot be read
-            index.skipped[path] = (org, app, f"cannot read: {exc.strerror or exc}")
+            index.skipped[path] = (org, app, f"cannot read: {exc.strerror or exc}", None)
             return None
         texts[blob_id] = text
     if text.keys.name is None and not is_valid_name(stem):
@@ -615,6 +618,7 @@ def _read_file(
             app,
             f"file name {stem!r} is not a valid prompt name; rename the file or set "
             "'name' in the front matter",
+            None,
         )
         return None
     return PromptRecord(
@@ -669,12 +673,13 @@ def index_files(
         if place is None:
             continue
         if file.kind == "symlink":
-            index.skipped[file.path] = (*place[:2], _SYMLINK)
+            index.skipped[file.path] = (*place[:2], _SYMLINK, None)
             continue
         if file.kind != "file":
             index.skipped[file.path] = (
                 *place[:2],
                 "not a regular file (a FIFO, socket or device); it is not read",
+                None,
             )
             continue
         record = _read_file(
@@ -734,7 +739,7 @@ class _Builder:
         """The record for the tree entry at `path` (whose org, app and stem are `place`, and
         file mode `mode`), or None when the file is not served (`index.skipped` says why)."""
         if mode == _MODE_LINK:
-            index.skipped[path] = (*place[:2], _SYMLINK)
+            index.skipped[path] = (*place[:2], _SYMLINK, None)
             return None
         if mode in (_MODE_COMMIT, _MODE_TREE):
             return None
