@@ -28,7 +28,6 @@ class IncludeCheck:
 
     Attributes:
         errors: the error `plan` would raise, by the path of each prompt that has one.
-        lines: the file line of each error (where the body starts).
         visits: includes resolved: once per include of each prompt, whatever the graph.
     """
 
