@@ -171,7 +171,8 @@ def _staged(repo: Any, prefix: str, store: Any) -> Iterator[Any]:
 
 
 def _header_size(odb: Any, oid: Any) -> Callable[[], int]:
-    return lambda: int(odb.read_header(oid)[1])
+    objects = import_extra("promptory.server.objects")
+    return lambda: int(objects.object_size(odb, oid))
 
 
 def _blob(repo: Any, oid: Any) -> Callable[[], bytes]:

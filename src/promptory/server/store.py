@@ -51,6 +51,7 @@ from ..prompt import ENVIRONMENTS
 from .claims import ClaimHistory
 from .files import MAX_FILE_BYTES, PromptFileError, PromptText, canonical_id, is_valid_name
 from .history import Change, History, LastChange, change_of, changes_since
+from .objects import object_size
 from .records import PromptRecord
 
 __all__ = [
@@ -750,7 +751,7 @@ class _Builder:
             path,
             place,
             str(oid),
-            lambda: int(self.odb.read_header(oid)[1]),
+            lambda: object_size(self.odb, oid),
             lambda: entry.data,
             history,
             texts,
