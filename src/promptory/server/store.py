@@ -1116,7 +1116,7 @@ class PromptStore:
         for problem in fresh:
             # Paths and messages are repository text: a newline must not forge a log line.
             logger.warning(
-                "not served: %s: %s",
+                "served, with a problem: %s: %s" if problem.served else "not served: %s: %s",
                 escape_controls(problem.path),
                 escape_controls(problem.message),
             )
