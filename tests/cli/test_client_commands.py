@@ -228,3 +228,12 @@ def on_a_terminal(server: RunningServer, *args: str) -> str:
         os.close(leader)
         process.wait(timeout=60)
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_an_error_quoting_server_text_escapes_its_control_characters(
+    shared_server: RunningServer,
+) -> None:
+    result = promptory(shared_server, "get", f"myorg/myapp/x{OSC52}")
+    assert result.returncode == 1
+    assert "\x1b" not in result.stderr
+    assert "\\x1b]52" in result.stderr

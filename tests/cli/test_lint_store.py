@@ -129,3 +129,19 @@ def test_staged_outside_a_repository_is_a_usage_error(tmp_path: Path) -> None:
     result = lint(tmp_path, "--staged")
     assert result.returncode == 2
     assert "not in a git repository" in result.stderr
+
+
+def test_lint_decides_an_id_conflict_against_the_history_up_to_head(tmp_path: Path) -> None:
+    repo = PromptRepo(tmp_path / "repo")
+    repo.write_prompt("zzz", "victim", "p", id=MEDITATION_ID)
+    repo.commit()
+    repo.write_prompt("aaa", "attacker", "p", id=MEDITATION_ID)  # not committed
+    findings = {(f.path, f.severity) for f in lint_tree(repo.path)}
+    assert findings == {("aaa/attacker/p.md", "error"), ("zzz/victim/p.md", "warning")}
+
+
+def test_a_file_skipped_while_indexing_keeps_its_line(tmp_path: Path) -> None:
+    (tmp_path / "o" / "a").mkdir(parents=True)
+    (tmp_path / "o" / "a" / "bad.md").write_text("---\nversion: [\n---\nbad\n")
+    [finding] = lint_tree(tmp_path)
+    assert (finding.path, finding.line, finding.severity) == ("o/a/bad.md", 3, "error")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from promptory.server.render import MAX_INCLUDE_DEPTH, check_includes
+from promptory.server.includes import check_includes
+from promptory.server.render import MAX_INCLUDE_DEPTH
 from promptory.server.store import PromptStore
 from support.gitrepo import PromptRepo
 from support.servers import RunningServer

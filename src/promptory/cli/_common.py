@@ -14,6 +14,8 @@ import sys
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from .._controls import escape_controls
+
 if TYPE_CHECKING:
     from ..client import PromptClient
 
@@ -41,8 +43,11 @@ def import_extra(module: str) -> ModuleType:
 
 
 def fail(message: str, status: int = 1) -> int:
-    """Say what went wrong on stderr and return `status`."""
-    print(f"promptory: {message}", file=sys.stderr)
+    """Say what went wrong on stderr and return `status`.
+
+    Messages may quote repository or server text (a prompt's name, a template error): every
+    control character but newline and tab is shown escaped, so none reaches the terminal."""
+    print("promptory: " + escape_controls(message, keep="\n\t"), file=sys.stderr)
     return status
 
 

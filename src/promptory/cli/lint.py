@@ -1,7 +1,7 @@
 """``promptory lint PATH``: check a prompt repository's files before they are committed.
 
 Lint indexes the files with the server's own index (`promptory.server.store.index_files`)
-and checks includes with the server's own planner (`promptory.server.render`), so its
+and checks includes with the server's own planner (`promptory.server.includes`), so its
 verdicts are those ``GET /api/v1/status`` gives once the files are committed: the same
 files skipped, the same duplicates and id conflicts, the same include errors, with the same
 messages. It reads the working tree (``--staged``: what is staged in the git index, what a
@@ -171,7 +171,8 @@ def _staged(repo: Any, prefix: str, store: Any) -> Iterator[Any]:
 
 
 def _header_size(odb: Any, oid: Any) -> Callable[[], int]:
-    return lambda: int(odb.read_header(oid)[1])
+    objects = import_extra("promptory.server.objects")
+    return lambda: int(objects.object_size(odb, oid))
 
 
 def _blob(repo: Any, oid: Any) -> Callable[[], bytes]:
@@ -199,7 +200,7 @@ def lint_tree(
     """Every problem in the prompt files under `root` (its working tree, or with `staged`
     what its git index holds), sorted by file and line."""
     store = import_extra("promptory.server.store")
-    render = import_extra("promptory.server.render")
+    includes = import_extra("promptory.server.includes")
     claims = import_extra("promptory.server.claims")
     files_module = import_extra("promptory.server.files")
     pygit2 = import_extra("pygit2")
@@ -224,13 +225,13 @@ def lint_tree(
             return history.holder(head, prompt_id, places)  # type: ignore[no-any-return]
 
     snapshot = store.index_files(files, org=org, app=app, holder=holder)
-    for problem in snapshot.problems() + render.include_problems(snapshot):
+    for problem in snapshot.problems() + includes.include_problems(snapshot):
         findings.append(Finding(problem.path, problem.line or 1, problem.severity, problem.message))
-    findings.extend(_own_checks(snapshot, render))
+    findings.extend(_own_checks(snapshot, includes))
     return sorted(set(findings))
 
 
-def _own_checks(snapshot: Any, render: Any) -> Iterator[Finding]:
+def _own_checks(snapshot: Any, includes: Any) -> Iterator[Finding]:
     """What lint checks beyond the server: variables, unknown keys, file names."""
     rendering = import_extra("promptory.rendering")
     yaml = import_extra("yaml")
@@ -262,8 +263,8 @@ def _own_checks(snapshot: Any, render: Any) -> Iterator[Finding]:
         used = set(rendering.compile_body(file.body).info.variables)
         for reference in file.references:  # an included prompt reads the same variables
             try:
-                child = render.resolve_include(snapshot, record, reference)
-            except render.IncludeError:
+                child = includes.resolve_include(snapshot, record, reference)
+            except includes.IncludeError:
                 continue  # reported with the includes
             used.update(rendering.compile_body(child.text.body).info.variables)
         line = _key_line(front_text, "variables")

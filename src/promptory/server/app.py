@@ -47,11 +47,12 @@ from .._controls import escape_controls
 from ..exceptions import RenderError
 from ..prompt import ENVIRONMENTS
 from .history_routes import history_routes
+from .includes import include_problems
 from .keys import KeyRecord, KeyRing
 from .openapi import openapi_document
 from .ratelimit import RateLimiter
 from .records import PromptRecord, dump_json
-from .render import IncludeError, RenderJob, include_problems, plan
+from .render import IncludeError, RenderJob, plan
 from .renderpool import Busy, RenderCapacity, RenderPool
 from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
 from .ui import WebUI

@@ -28,7 +28,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from .files import MAX_FILE_BYTES, PromptFileError, PromptText
+from .files import MAX_FILE_BYTES, PromptFileError, PromptText, is_valid_name
+from .objects import object_size
 
 __all__ = ["CLAIM_HISTORY_LIMIT", "ClaimHistory"]
 
@@ -147,12 +148,13 @@ def _claims_in(repo: Any, tree: Any, claimed_id: str) -> bool:
             if mode == _MODE_TREE:
                 stack.append(entry)
             elif mode in _REGULAR_MODES and name.endswith(".md"):
-                if odb.read_header(entry.id)[1] > MAX_FILE_BYTES:
+                if object_size(odb, entry.id) > MAX_FILE_BYTES:
                     continue
                 try:
                     keys = PromptText(entry.data).keys
                 except PromptFileError:
                     continue
-                if keys.id == claimed_id:
+                # A file the store skips for its name claims nothing there either.
+                if keys.id == claimed_id and (keys.name is not None or is_valid_name(name[:-3])):
                     return True
     return False

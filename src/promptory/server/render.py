@@ -9,9 +9,6 @@ Rules of this module:
 * Before anything renders, the whole include graph is resolved (`plan`): a missing prompt, a
   name computed at render time, a cycle (reported as ``a -> b -> a``) or nesting deeper
   than `MAX_INCLUDE_DEPTH` is an `IncludeError`, and nothing is rendered.
-* `check_includes` finds, for every prompt of a snapshot at once, the error its `plan` would
-  raise, visiting each include once (``GET /api/v1/status`` and ``promptory lint`` report
-  them): a prompt every render of which would fail is never listed as fine.
 * A plan becomes a `RenderJob`: plain data (the bodies by template name, the include links,
   the prompt's label) that a render worker — another process, see `renderpool` — renders
   without the snapshot (`render_job`).
@@ -25,9 +22,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,20 +33,16 @@ from ..exceptions import RenderError
 from ..rendering import PromptEnvironment, render_template
 from .files import is_valid_name
 from .records import PromptRecord
-from .store import Problem, Snapshot
+from .store import Snapshot
 
 __all__ = [
-    "IncludeCheck",
     "IncludeError",
     "IncludePlan",
     "MAX_INCLUDE_DEPTH",
     "RenderJob",
     "Renderer",
-    "check_includes",
-    "include_problems",
     "plan",
     "render_job",
-    "resolve_include",
 ]
 
 #: How deep includes may nest below the prompt being rendered.
@@ -108,13 +99,7 @@ class RenderJob:
     label: str
 
 
-def resolve_include(snapshot: Snapshot, parent: PromptRecord, name: str | None) -> PromptRecord:
-    """The prompt `parent` includes as `name`: the variant of `parent`'s environment if
-    active, else the most promoted active one, of the same org and app.
-
-    Raises:
-        IncludeError: a computed name, a name that is not a prompt name, or no such prompt.
-    """
+def _resolve(snapshot: Snapshot, parent: PromptRecord, name: str | None) -> PromptRecord:
     if name is None:
         raise IncludeError(
             f"prompt {parent.qualified_name} includes a template whose name is computed at "
@@ -152,7 +137,7 @@ def plan(snapshot: Snapshot, root: PromptRecord) -> IncludePlan:
         result.templates[name] = record
         height = 0
         for reference in record.served().file.references:
-            child = resolve_include(snapshot, record, reference)
+            child = _resolve(snapshot, record, reference)
             if any(child is ancestor for ancestor in chain):
                 start = next(i for i, ancestor in enumerate(chain) if ancestor is child)
                 cycle = " -> ".join(r.name for r in (*chain[start:], child))
@@ -180,114 +165,6 @@ def plan(snapshot: Snapshot, root: PromptRecord) -> IncludePlan:
 def _too_deep(chain: list[PromptRecord]) -> IncludeError:
     path = " -> ".join(record.name for record in chain)
     return IncludeError(f"includes nest deeper than {MAX_INCLUDE_DEPTH} levels: {path} -> ...")
-
-
-@dataclass
-class IncludeCheck:
-    """What `check_includes` found.
-
-    Attributes:
-        errors: the error `plan` would raise, by the path of each prompt that has one.
-        lines: the file line of each error (where the body starts).
-        visits: includes resolved: once per include of each prompt, whatever the graph.
-    """
-
-    errors: dict[str, IncludeError] = field(default_factory=dict)
-    visits: int = 0
-
-
-def check_includes(snapshot: Snapshot, records: Iterable[PromptRecord]) -> IncludeCheck:
-    """The include error of each of `records` (served prompts of `snapshot`) that has one.
-
-    One depth-first pass over the include graph, without recursion: each prompt's result
-    (its include height, or its error) is found once and reused by every prompt including
-    it, so the work is linear in the size of the graph. Errors are those `plan` raises: a
-    prompt including a prompt whose includes fail fails with the same error.
-    """
-    check = IncludeCheck()
-    done: dict[PromptRecord, int | IncludeError] = {}
-    deepest: dict[PromptRecord, PromptRecord] = {}
-    height: dict[PromptRecord, int] = {}
-    for root in records:
-        if root in done:
-            continue
-        stack: list[tuple[PromptRecord, Iterator[str | None]]] = [
-            (root, iter(root.served().file.references))
-        ]
-        on_stack = {root: 0}
-        while stack:
-            node, references = stack[-1]
-            pushed = False
-            if node not in done:
-                for reference in references:
-                    check.visits += 1
-                    try:
-                        child = resolve_include(snapshot, node, reference)
-                    except IncludeError as exc:
-                        done[node] = exc
-                        break
-                    if child in on_stack:
-                        cycle = [entry[0] for entry in stack[on_stack[child] :]]
-                        names = " -> ".join(r.name for r in (*cycle, child))
-                        done[node] = IncludeError(f"include cycle: {names}")
-                        break
-                    result = done.get(child)
-                    if result is None:
-                        on_stack[child] = len(stack)
-                        stack.append((child, iter(child.served().file.references)))
-                        pushed = True
-                        break
-                    if isinstance(result, IncludeError):
-                        done[node] = result
-                        break
-                    if result + 1 > height.get(node, 0):
-                        height[node] = result + 1
-                        deepest[node] = child
-            if pushed:
-                continue
-            result = done.setdefault(node, height.get(node, 0))
-            stack.pop()
-            del on_stack[node]
-            if stack:
-                parent = stack[-1][0]
-                if isinstance(result, IncludeError):
-                    done.setdefault(parent, result)
-                elif result + 1 > height.get(parent, 0):
-                    height[parent] = result + 1
-                    deepest[parent] = node
-    for record, result in done.items():
-        if isinstance(result, IncludeError):
-            check.errors[record.path] = result
-        elif result > MAX_INCLUDE_DEPTH:
-            chain = [record]
-            while chain[-1] in deepest and len(chain) <= MAX_INCLUDE_DEPTH + 1:
-                chain.append(deepest[chain[-1]])
-            check.errors[record.path] = _too_deep(chain)
-    return check
-
-
-_CHECKS: weakref.WeakKeyDictionary[Snapshot, IncludeCheck] = weakref.WeakKeyDictionary()
-_CHECKS_LOCK = threading.Lock()
-
-
-def include_problems(
-    snapshot: Snapshot, allow: Callable[[str, str], bool] | None = None
-) -> list[Problem]:
-    """The served prompts of `snapshot` that cannot render for their includes, as problems
-    (checked once per snapshot). `allow(org, app)` keeps only a key's scope."""
-    with _CHECKS_LOCK:
-        check = _CHECKS.get(snapshot)
-    if check is None:
-        check = check_includes(snapshot, snapshot.prompts())
-        with _CHECKS_LOCK:
-            _CHECKS[snapshot] = check
-    problems = []
-    for record in snapshot.prompts(allow=allow):
-        error = check.errors.get(record.path)
-        if error is not None:
-            line = record.text.front_text.count("\n") + 3
-            problems.append(Problem(record.path, error.message, line=line, served=True))
-    return problems
 
 
 _JOB: ContextVar[RenderJob | None] = ContextVar("promptory_render_job", default=None)

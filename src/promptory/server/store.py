@@ -6,8 +6,8 @@ Rules of this module:
 * Layout. In a multi-app repository a prompt is ``<org>/<app>/**/<name>.md``; other files
   (a root ``README.md``, ``org/notes.md``) are not prompts and are ignored. In single-app
   mode (org and app given) every ``**/*.md`` but the root ``README.md`` is a prompt of
-  that app. Paths with a part that
-  starts with a dot (``.github/``) are ignored in both modes.
+  that app. Paths with a part that starts with a dot (``.github/``) are ignored in both
+  modes.
 * A `Snapshot` is what one commit holds, and never changes once built. The store swaps in a
   new one atomically when the ref moves; readers keep the one they took.
 * Indexing is cheap; parsing is lazy. Building a snapshot reads every prompt blob and scans
@@ -53,6 +53,7 @@ from ..prompt import ENVIRONMENTS
 from .claims import ClaimHistory
 from .files import MAX_FILE_BYTES, PromptFileError, PromptText, canonical_id, is_valid_name
 from .history import Change, History, LastChange, change_of, changes_since
+from .objects import object_size
 from .records import PromptRecord
 
 __all__ = [
@@ -203,8 +204,8 @@ _NameKey = tuple[str, str, str, str]
 _Place = tuple[str, str]
 # Who holds an id claimed by files of several apps: (id, the claiming apps) -> holder or None.
 _Holder = Callable[[str, list[_Place]], _Place | None]
-# A file skipped while indexing: its org, its app, and why.
-_Skipped = tuple[str, str, str]
+# A file skipped while indexing: its org, its app, why, and the line (or None).
+_Skipped = tuple[str, str, str, int | None]
 
 
 class Snapshot:
@@ -391,8 +392,8 @@ class Snapshot:
         """Every file that is not served, and why, sorted by path. Parses what is left to
         parse. `allow(org, app)` keeps only the problems of files in a key's scope."""
         problems = [
-            Problem(path, message)
-            for path, (org, app, message) in self._skipped.items()
+            Problem(path, message, line=line)
+            for path, (org, app, message, line) in self._skipped.items()
             if allow is None or allow(org, app)
         ]
         for record in self._records.values():
@@ -461,7 +462,9 @@ class Snapshot:
 
     def skipped_problems(self) -> list[Problem]:
         """The files skipped while indexing (unreadable), without parsing any more."""
-        problems = (Problem(path, skipped[2]) for path, skipped in self._skipped.items())
+        problems = (
+            Problem(path, skipped[2], line=skipped[3]) for path, skipped in self._skipped.items()
+        )
         return sorted(problems, key=attrgetter("path"))
 
     def unprepared(self) -> Iterator[PromptRecord]:
@@ -626,14 +629,15 @@ def _read_file(
                     org,
                     app,
                     f"file is {length:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes",
+                    None,
                 )
                 return None
             text = PromptText(load())
         except PromptFileError as exc:
-            index.skipped[path] = (org, app, exc.message)
+            index.skipped[path] = (org, app, exc.message, exc.line)
             return None
         except OSError as exc:  # a work tree file (lint) that cannot be read
-            index.skipped[path] = (org, app, f"cannot read: {exc.strerror or exc}")
+            index.skipped[path] = (org, app, f"cannot read: {exc.strerror or exc}", None)
             return None
         texts[blob_id] = text
     if text.keys.name is None and not is_valid_name(stem):
@@ -642,6 +646,7 @@ def _read_file(
             app,
             f"file name {stem!r} is not a valid prompt name; rename the file or set "
             "'name' in the front matter",
+            None,
         )
         return None
     return PromptRecord(
@@ -696,12 +701,13 @@ def index_files(
         if place is None:
             continue
         if file.kind == "symlink":
-            index.skipped[file.path] = (*place[:2], _SYMLINK)
+            index.skipped[file.path] = (*place[:2], _SYMLINK, None)
             continue
         if file.kind != "file":
             index.skipped[file.path] = (
                 *place[:2],
                 "not a regular file (a FIFO, socket or device); it is not read",
+                None,
             )
             continue
         record = _read_file(
@@ -761,7 +767,7 @@ class _Builder:
         """The record for the tree entry at `path` (whose org, app and stem are `place`, and
         file mode `mode`), or None when the file is not served (`index.skipped` says why)."""
         if mode == _MODE_LINK:
-            index.skipped[path] = (*place[:2], _SYMLINK)
+            index.skipped[path] = (*place[:2], _SYMLINK, None)
             return None
         if mode in (_MODE_COMMIT, _MODE_TREE):
             return None
@@ -772,7 +778,7 @@ class _Builder:
             path,
             place,
             str(oid),
-            lambda: int(self.odb.read_header(oid)[1]),
+            lambda: object_size(self.odb, oid),
             lambda: entry.data,
             history,
             texts,
@@ -1165,7 +1171,7 @@ class PromptStore:
         for problem in fresh:
             # Paths and messages are repository text: a newline must not forge a log line.
             logger.warning(
-                "not served: %s: %s",
+                "served, with a problem: %s: %s" if problem.served else "not served: %s: %s",
                 escape_controls(problem.path),
                 escape_controls(problem.message),
             )
