@@ -2,7 +2,7 @@
 `PromptCache`) on a fake clock, checked step by step against a reference model.
 
 The model is the plainest thing that can be right: an ordered dict (least recently used
-first) of ``key -> (prompt, etag, stored_at, pinned, generation)``, with CONTRACT §1's rules
+first) of ``key -> (prompt, etag, stored_at, pinned, generation)``, with the README's cache rules
 written out directly:
 
 - a lookup is fresh while ``now < stored_at + ttl`` (pinned refs: always), else stale (or a
