@@ -169,8 +169,8 @@ _EXPECTED = {
 
 def answer_problem(data: Mapping[str, Any], fields: Iterable[Field] = PROMPT_FIELDS) -> str | None:
     """What is wrong with a prompt's JSON object, or None. Missing optional fields and
-    unknown keys are fine (the SDK tolerates both, so a newer server can add keys); choices are not enforced,
-    so a newer server may add values."""
+    unknown keys are fine, and choices are not enforced: a newer server may add keys and
+    values."""
     for field in fields:
         if field.name not in data:
             if field.required:

@@ -3,8 +3,8 @@ construction: API key prefixes, environments and their promotion order, error co
 status, and the error envelope.
 
 The routes are listed in the README ("The API"); the envelopes of the existing Promptory
-server that the SDK also reads are listed in `read_error_envelope`. This module does no I/O and imports
-nothing of the SDK or the server.
+server that the SDK also reads are listed in `read_error_envelope`. This module does no
+I/O and imports nothing of the SDK or the server.
 """
 
 from __future__ import annotations

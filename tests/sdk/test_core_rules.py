@@ -1,4 +1,5 @@
-"""The cache rules of the README ("Caching", "When the server is down"), one test per rule, on the sans-IO core with a fake clock.
+"""The cache rules of the README ("Caching", "When the server is down"), one test per
+rule, on the sans-IO core with a fake clock.
 
 No sockets here: the core is driven the way the clients drive it (lookup, then the fetch's
 `answered`/`failed`), with time moved by hand.
