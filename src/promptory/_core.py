@@ -21,7 +21,21 @@ from dataclasses import replace
 from typing import Any
 
 from ._cache import CacheEntry, CacheKey, PromptCache, key_text
-from ._fetch import ListFetch, PromptFetch, RenderFetch, backoff, cooldown
+from ._fetch import (
+    Done,
+    Evict,
+    Fail,
+    Fetch,
+    ListFetch,
+    PromptFetch,
+    Refresh,
+    RenderFetch,
+    Retry,
+    Step,
+    Store,
+    backoff,
+    cooldown,
+)
 from ._options import ClientOptions
 from ._wire import check_environment
 from .exceptions import (
@@ -222,6 +236,41 @@ class ClientCore:
         return Stale(key, entry)
 
     # -- fetching --
+
+    def settle(self, fetch: Fetch, step: Step) -> Step:
+        """Apply the cache change a fetch's step calls for, and return the step the client
+        acts on: the one place where answers reach the cache, for both clients."""
+        if isinstance(step, Retry):
+            return step
+        effect = step.effect
+        if effect is None:
+            return step
+        cache = self.cache
+        key_name = key_text(effect.key)
+        if isinstance(effect, Store):
+            stored = cache.put(
+                effect.key,
+                effect.prompt,
+                effect.etag,
+                self.clock(),
+                generation=effect.generation,
+                pinned=effect.pinned,
+            )
+            if stored is not None:
+                cache_logger.debug("%s: stored (200)", key_name)
+            return step
+        if isinstance(effect, Refresh):
+            entry = cache.refresh(effect.key, effect.seen, effect.etag, self.clock())
+            if entry is not None:
+                cache_logger.debug("%s: not modified (304), age restarted", key_name)
+                return Done(entry.prompt)
+            assert isinstance(fetch, PromptFetch)
+            return fetch.refetch()
+        assert isinstance(effect, Evict)
+        assert isinstance(step, Fail)
+        if cache.evict(effect.key):
+            cache_logger.debug("%s: evicted (%d)", key_name, effect.status)
+        return step
 
     def prompt_fetch(
         self, key: CacheKey, seen: CacheEntry | None, *, background: bool = False
