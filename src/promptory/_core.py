@@ -410,10 +410,8 @@ class ClientCore:
         """The one place that decides where `client.render` renders: locally (the same
         sandbox as the server, so the same string) when the prompt includes nothing, or
         when it came from the snapshot, which holds its includes; None: on the server."""
-        if not prompt.needs_server_render():
+        if not prompt.needs_server_render() or prompt._include_renderer is not None:
             return prompt.render(variables)
-        if self.snapshot is not None and prompt.is_fallback and self.snapshot.holds(prompt):
-            return self.snapshot.render(prompt, variables)
         return None
 
     def render_offline(
