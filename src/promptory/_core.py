@@ -21,7 +21,21 @@ from dataclasses import replace
 from typing import Any
 
 from ._cache import CacheEntry, CacheKey, PromptCache, key_text
-from ._fetch import ListFetch, PromptFetch, RenderFetch, backoff, cooldown
+from ._fetch import (
+    Done,
+    Evict,
+    Fail,
+    Fetch,
+    ListFetch,
+    PromptFetch,
+    Refresh,
+    RenderFetch,
+    Retry,
+    Step,
+    Store,
+    backoff,
+    cooldown,
+)
 from ._options import ClientOptions
 from ._wire import check_environment
 from .exceptions import (
@@ -111,6 +125,53 @@ class ClientCore:
     # lookup_id and lookup_name repeat the same dozen lines on purpose: a shared helper
     # would add a Python call to every cache hit, a sixth of its cost.
 
+    def sync_getters(
+        self, resolve: Callable[[Stale | Miss, Fallback | None], Prompt]
+    ) -> tuple[Callable[..., Prompt], Callable[..., Prompt]]:
+        """`get` and `get_by_name` for a synchronous client, whose slow path is
+        `resolve(state, fallback)`.
+
+        The hit on the entry used last (the common case of a hot prompt) is answered in
+        the getter's own frame: one Python call per hit, where going through `lookup_*`
+        costs two (benchmarks/client_hot.py, "hot.sync.plain"). Anything else goes through
+        `lookup_id`/`lookup_name`, which count and decide as always. An environment that is
+        not valid can never be a cached key, so the fast branch needs no check of it.
+        """
+        get, cache, clock, core = self._get, self.cache, self.clock, self
+        lookup_id, lookup_name = self.lookup_id, self.lookup_name
+
+        def get_by_id(
+            prompt_id: str, *, ref: str | None = None, fallback: Fallback | None = None
+        ) -> Prompt:
+            entry = get(("id", prompt_id, ref))
+            if entry is not None and entry is cache.last and clock() < entry.fresh_until:
+                core.hits += 1
+                return entry.prompt
+            state = lookup_id(prompt_id, ref)
+            if state.__class__ is Prompt:
+                return state
+            return resolve(state, fallback)  # type: ignore[arg-type]
+
+        def get_by_name(
+            org: str,
+            app: str,
+            name: str,
+            environment: str | None = None,
+            *,
+            ref: str | None = None,
+            fallback: Fallback | None = None,
+        ) -> Prompt:
+            entry = get(("name", org, app, name, environment, ref))
+            if entry is not None and entry is cache.last and clock() < entry.fresh_until:
+                core.hits += 1
+                return entry.prompt
+            state = lookup_name(org, app, name, environment, ref)
+            if state.__class__ is Prompt:
+                return state
+            return resolve(state, fallback)  # type: ignore[arg-type]
+
+        return get_by_id, get_by_name
+
     def lookup_id(self, prompt_id: str, ref: str | None = None) -> Lookup:
         """Look `prompt_id` up: the `Prompt` when fresh, else `Stale` or `Miss`."""
         key = ("id", prompt_id, ref)
@@ -175,6 +236,41 @@ class ClientCore:
         return Stale(key, entry)
 
     # -- fetching --
+
+    def settle(self, fetch: Fetch, step: Step) -> Step:
+        """Apply the cache change a fetch's step calls for, and return the step the client
+        acts on: the one place where answers reach the cache, for both clients."""
+        if isinstance(step, Retry):
+            return step
+        effect = step.effect
+        if effect is None:
+            return step
+        cache = self.cache
+        key_name = key_text(effect.key)
+        if isinstance(effect, Store):
+            stored = cache.put(
+                effect.key,
+                effect.prompt,
+                effect.etag,
+                self.clock(),
+                generation=effect.generation,
+                pinned=effect.pinned,
+            )
+            if stored is not None:
+                cache_logger.debug("%s: stored (200)", key_name)
+            return step
+        if isinstance(effect, Refresh):
+            entry = cache.refresh(effect.key, effect.seen, effect.etag, self.clock())
+            if entry is not None:
+                cache_logger.debug("%s: not modified (304), age restarted", key_name)
+                return Done(entry.prompt)
+            assert isinstance(fetch, PromptFetch)
+            return fetch.refetch()
+        assert isinstance(effect, Evict)
+        assert isinstance(step, Fail)
+        if cache.evict(effect.key):
+            cache_logger.debug("%s: evicted (%d)", key_name, effect.status)
+        return step
 
     def prompt_fetch(
         self, key: CacheKey, seen: CacheEntry | None, *, background: bool = False
@@ -314,10 +410,8 @@ class ClientCore:
         """The one place that decides where `client.render` renders: locally (the same
         sandbox as the server, so the same string) when the prompt includes nothing, or
         when it came from the snapshot, which holds its includes; None: on the server."""
-        if not prompt.needs_server_render():
+        if not prompt.needs_server_render() or prompt._include_renderer is not None:
             return prompt.render(variables)
-        if self.snapshot is not None and prompt.is_fallback and self.snapshot.holds(prompt):
-            return self.snapshot.render(prompt, variables)
         return None
 
     def render_offline(

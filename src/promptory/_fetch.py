@@ -2,14 +2,16 @@
 
 A client sends `fetch.request`, then reports what happened, once per attempt:
 
-* ``fetch.answered(status, headers, content)`` when an answer came (its body already read
+* ``fetch.read(status, headers, content)`` when an answer came (its body already read
   through `_wire.AnswerBody`, so bounded), or
 * ``fetch.unanswered(error)`` when none did (`_transport.transport_error` has mapped the
   HTTP layer's exception to ours),
 
-and gets a `Step` back: `Done(value)`, `Retry(delay, request)` or `Fail(error)`. That is the
-whole protocol between a client and a fetch; both clients apply it in one loop each
-(`PromptClient._run`, `AsyncPromptClient._run`), which differ only in how they wait.
+and gets a `Step` back: `Done(value)`, `Retry(delay, request)` or `Fail(error)`, with the
+cache change the answer calls for as data (`Store`, `Refresh`, `Evict`). A fetch never
+writes the cache itself: each client hands every step to `ClientCore.settle`, the one place
+that applies them, in its one loop (`PromptClient._run`, `AsyncPromptClient._run`); the two
+loops differ only in how they wait.
 
 Retry policy (README, "Retries"): transport errors, timeouts and 502/503/504 are retried up
 to `retry_count` times with exponential backoff and jitter, never more than `BACKOFF_CAP`
@@ -50,13 +52,17 @@ __all__ = [
     "COOLDOWN_BASE",
     "COOLDOWN_MAX",
     "Done",
+    "Effect",
+    "Evict",
     "Fail",
     "Fetch",
     "ListFetch",
     "PromptFetch",
+    "Refresh",
     "RenderFetch",
     "Retry",
     "Step",
+    "Store",
     "backoff",
     "cooldown",
 ]
@@ -71,10 +77,44 @@ COOLDOWN_MAX = 60.0
 
 
 @dataclass(frozen=True, slots=True)
+class Store:
+    """Store `prompt` (a 200) under `key`, unless an invalidation came after `generation`."""
+
+    key: CacheKey
+    prompt: Prompt
+    etag: str | None
+    pinned: bool
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A 304 for the entry `seen`: restart its age, adopt `etag` if given. If `seen` is no
+    longer cached, the fetch asks afresh (`PromptFetch.refetch`)."""
+
+    key: CacheKey
+    seen: CacheEntry
+    etag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Evict:
+    """Remove the entry for `key` (a 401, 403 or 404)."""
+
+    key: CacheKey
+    status: int
+
+
+Effect = Store | Refresh | Evict
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
-    """The fetch is over: `value` is the result (a `Prompt`, a rendered string, a list)."""
+    """The fetch is over: `value` is the result (a `Prompt`, a rendered string, a list).
+    With a `Refresh`, the value is the refreshed entry's prompt, known once it is applied."""
 
     value: Any
+    effect: Store | Refresh | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +130,7 @@ class Fail:
     """The fetch failed for good: raise `error`."""
 
     error: PromptoryError
+    effect: Evict | None = None
 
 
 Step = Done | Retry | Fail
@@ -122,9 +163,9 @@ class Fetch:
         self.attempt = 0
         self.slept = 0.0
 
-    def answered(self, status: int, headers: Mapping[str, str], content: bytes) -> Step:
+    def read(self, status: int, headers: Mapping[str, str], content: bytes) -> Step:
         """The server answered `status` with `headers` (read with lower-case names) and the
-        decoded `content`."""
+        decoded `content`: the next step, to hand to `ClientCore.settle`."""
         raise NotImplementedError
 
     def unanswered(self, error: PromptoryError) -> Step:
@@ -163,9 +204,8 @@ class PromptFetch(Fetch):
         self.generation = core.cache.generation
         self._refetched = False
 
-    def answered(self, status: int, headers: Mapping[str, str], content: bytes) -> Step:
+    def read(self, status: int, headers: Mapping[str, str], content: bytes) -> Step:
         """The server answered `status` with `headers` and `content`."""
-        core = self.core
         if status == 200:
             try:
                 prompt = read_prompt(content, self.key, self.label)
@@ -174,35 +214,23 @@ class PromptFetch(Fetch):
             # A tag or commit answers `immutable` and is cached for good; a branch moves, so
             # it ages like any other entry.
             pinned = self.key[-1] is not None and "immutable" in headers.get("cache-control", "")
-            stored = core.cache.put(
-                self.key,
-                prompt,
-                headers.get("etag"),
-                core.clock(),
-                generation=self.generation,
-                pinned=pinned,
-            )
-            if stored is not None:
-                cache_logger.debug("%s: stored (200)", key_text(self.key))
-            return Done(prompt)
+            store = Store(self.key, prompt, headers.get("etag"), pinned, self.generation)
+            return Done(prompt, store)
         if status == 304:
-            return self._not_modified(headers)
+            if self.seen is None:
+                return self.refetch()
+            return Done(None, Refresh(self.key, self.seen, headers.get("etag")))
         error = error_from_status(status, headers, content, self.label)
         if status in (401, 403, 404):
             # A deleted prompt or a revoked key must not keep reading through the cache.
-            if core.cache.evict(self.key):
-                cache_logger.debug("%s: evicted (%d)", key_text(self.key), status)
-            return self._end_uncovered(error)
+            step = self._end_uncovered(error)
+            assert isinstance(step, Fail)
+            return Fail(step.error, Evict(self.key, status))
         return self._retry_or_end(error, retryable=status in RETRY_STATUSES)
 
-    def _not_modified(self, headers: Mapping[str, str]) -> Step:
-        core = self.core
-        entry = None
-        if self.seen is not None:
-            entry = core.cache.refresh(self.key, self.seen, headers.get("etag"), core.clock())
-        if entry is not None:
-            cache_logger.debug("%s: not modified (304), age restarted", key_text(self.key))
-            return Done(entry.prompt)
+    def refetch(self) -> Step:
+        """A 304 that no cached entry can take (evicted or invalidated while the request was
+        out, or the request was not conditional): ask afresh, once."""
         if self._refetched:
             return Fail(
                 MalformedResponseError(
@@ -213,12 +241,11 @@ class PromptFetch(Fetch):
                     prompt=self.label,
                 )
             )
-        # The entry was evicted or invalidated while the request was out: ask afresh.
         cache_logger.debug("%s: 304 for an entry no longer cached, refetching", key_text(self.key))
         self._refetched = True
         self.seen = None
         self.request = prompt_request(self.key, None)
-        self.generation = core.cache.generation
+        self.generation = self.core.cache.generation
         return Retry(0.0, self.request)
 
     def _end(self, error: PromptoryError) -> Step:
@@ -250,7 +277,7 @@ class RenderFetch(Fetch):
         self.label = describe(("id", prompt.id, ref))
         self.request = render_request(prompt.id, variables, ref, self.label)
 
-    def answered(self, status: int, headers: Mapping[str, str], content: bytes) -> Step:
+    def read(self, status: int, headers: Mapping[str, str], content: bytes) -> Step:
         """The server answered `status` with `headers` and `content`."""
         if status == 200:
             try:
@@ -281,7 +308,7 @@ class ListFetch(Fetch):
         where = "/".join(p for p in (org, app) if p) or "every app"
         self.label = f"prompts of {where}"
 
-    def answered(self, status: int, headers: Mapping[str, str], content: bytes) -> Step:
+    def read(self, status: int, headers: Mapping[str, str], content: bytes) -> Step:
         """The server answered `status` with `headers` and `content`."""
         if status != 200:
             error = error_from_status(status, headers, content, self.label)

@@ -1,5 +1,5 @@
 """The one table of a prompt's fields, from which both sides derive what they do with them:
-the wire order of a prompt's JSON (README, "Wire protocol"), the SDK's checks of an answer
+the wire order of a prompt's JSON (README, "The API"), the SDK's checks of an answer
 (`Prompt.from_api`), the server's records and the front-matter keys it knows
 (`server/records.py`, `server/files.py`), and the OpenAPI schema (`server/openapi.py`).
 
@@ -169,8 +169,8 @@ _EXPECTED = {
 
 def answer_problem(data: Mapping[str, Any], fields: Iterable[Field] = PROMPT_FIELDS) -> str | None:
     """What is wrong with a prompt's JSON object, or None. Missing optional fields and
-    unknown keys are fine (CONTRACT: the SDK tolerates both); choices are not enforced,
-    so a newer server may add values."""
+    unknown keys are fine, and choices are not enforced: a newer server may add keys and
+    values."""
     for field in fields:
         if field.name not in data:
             if field.required:

@@ -2,9 +2,9 @@
 construction: API key prefixes, environments and their promotion order, error codes by
 status, and the error envelope.
 
-The protocol itself is described in the README ("Wire protocol"); the existing Promptory
-server's quirks the SDK copes with are listed there too. This module does no I/O and imports
-nothing of the SDK or the server.
+The routes are listed in the README ("The API"); the envelopes of the existing Promptory
+server that the SDK also reads are listed in `read_error_envelope`. This module does no
+I/O and imports nothing of the SDK or the server.
 """
 
 from __future__ import annotations

@@ -257,15 +257,15 @@ class DeadlineTransport(httpx.BaseTransport):
             "keepalive_expiry": limits.keepalive_expiry,
             "network_backend": backend,
         }
-        self._pool: httpcore.ConnectionPool
+        self._connections: httpcore.ConnectionPool
         if proxy is None:
-            self._pool = httpcore.ConnectionPool(**common)
+            self._connections = httpcore.ConnectionPool(**common)
         else:
             url = httpx.URL(proxy)
             if url.scheme in ("socks5", "socks5h"):
-                self._pool = httpcore.SOCKSProxy(proxy_url=str(url), **common)
+                self._connections = httpcore.SOCKSProxy(proxy_url=str(url), **common)
             else:
-                self._pool = httpcore.HTTPProxy(proxy_url=str(url), **common)
+                self._connections = httpcore.HTTPProxy(proxy_url=str(url), **common)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` through the pool (httpx's own transport does the same)."""
@@ -283,7 +283,7 @@ class DeadlineTransport(httpx.BaseTransport):
             extensions=request.extensions,
         )
         with _httpx_errors():
-            response = self._pool.handle_request(core_request)
+            response = self._connections.handle_request(core_request)
         assert isinstance(response.stream, typing.Iterable)
         return httpx.Response(
             status_code=response.status,
@@ -294,7 +294,7 @@ class DeadlineTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         """Close every pooled connection."""
-        self._pool.close()
+        self._connections.close()
 
 
 class _Stream(httpx.SyncByteStream):

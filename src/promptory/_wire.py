@@ -1,6 +1,6 @@
 """The wire, both ways, free of I/O: the requests the clients send, and what an answer's
 bytes mean (a `Prompt`, a rendered string, a listing, or the `PromptoryError` for an error
-status). The protocol is the README's "Wire protocol"; the error envelopes and codes come
+status). The routes are the README's "The API"; the error envelopes and codes come
 from `_protocol`.
 
 Everything read here is hostile until checked, and bounded:
@@ -71,7 +71,8 @@ __all__ = [
     "user_agent",
 ]
 
-#: Statuses a request is retried on (CONTRACT: transport errors, timeouts and these).
+#: Statuses a request is retried on, beside transport errors and timeouts (README, "When the
+#: server is down").
 RETRY_STATUSES = frozenset({502, 503, 504})
 #: JSON nested deeper than this is refused; real prompts nest a handful of levels.
 MAX_JSON_DEPTH = 64

@@ -320,7 +320,8 @@ class AsyncPromptClient(ClientBase):
             except (httpx.HTTPError, OSError, asyncio.TimeoutError) as exc:
                 step = fetch.unanswered(transport_error(exc, fetch.label, self._core.options))
             else:
-                step = fetch.answered(status, headers, content)
+                step = fetch.read(status, headers, content)
+            step = self._core.settle(fetch, step)  # the answer reaches the cache here only
             if isinstance(step, Done):
                 return step.value
             if isinstance(step, Retry):

@@ -125,6 +125,11 @@ class PromptClient(ClientBase):
         # Named per client, so a process with several clients can tell their threads apart.
         self._pool_name = f"promptory-revalidate-{id(self):x}"
         _LIVE_CLIENTS.add(self)
+        # The hot path: per-instance getters from the core, one Python frame per cache hit.
+        # The methods below document the same calls and serve `PromptClient.get(client, ...)`.
+        get, get_by_name = self._core.sync_getters(self._resolve)
+        setattr(self, "get", get)  # noqa: B010 - shadowing the method on purpose
+        setattr(self, "get_by_name", get_by_name)  # noqa: B010
 
     def _client(self) -> httpx.Client:
         """The HTTP client, built on first use (after a fork too: the child builds its own
@@ -393,7 +398,8 @@ class PromptClient(ClientBase):
                     raise
                 step = fetch.unanswered(transport_error(exc, fetch.label, self._core.options))
             else:
-                step = fetch.answered(status, headers, content)
+                step = fetch.read(status, headers, content)
+            step = self._core.settle(fetch, step)  # the answer reaches the cache here only
             if isinstance(step, Done):
                 return step.value
             if isinstance(step, Retry):

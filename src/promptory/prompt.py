@@ -8,7 +8,7 @@ the cache.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -79,6 +79,11 @@ class Prompt:
     """True when this prompt came from a fallback (a snapshot file or a default given to the
     call) because the server could not be reached, rather than from the server or its cache."""
     _compiled: rendering.CompiledTemplate | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    # Set by the snapshot that holds this prompt and the ones it includes: renders it with
+    # its includes resolved from there (README, "When the server is down").
+    _include_renderer: Callable[[Prompt, Mapping[str, Any] | None], str] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
@@ -165,6 +170,8 @@ class Prompt:
             )
         except RenderError as exc:
             if exc.code == "INCLUDE_NEEDS_SERVER":
+                if self._include_renderer is not None:
+                    return self._include_renderer(self, variables)
                 raise self._include_error(exc) from exc
             raise
 

@@ -51,6 +51,9 @@ class PromptSnapshot:
         self._by_name: dict[tuple[str, str, str], dict[str, Prompt]] = {}
         for prompt in prompts:
             prompt = replace(prompt, is_fallback=True)
+            # Its includes are in this snapshot: `prompt.render()` and `to_messages()`
+            # resolve them from here.
+            object.__setattr__(prompt, "_include_renderer", self.render)
             self._by_id[prompt.id] = prompt
             variants = self._by_name.setdefault((prompt.org, prompt.app, prompt.name), {})
             variants[prompt.environment] = prompt
@@ -117,10 +120,6 @@ class PromptSnapshot:
             if candidate in variants and variants[candidate].active:
                 return variants[candidate]
         return None
-
-    def holds(self, prompt: Prompt) -> bool:
-        """True when `prompt` is this snapshot's own copy (so its includes are here too)."""
-        return self._by_id.get(prompt.id) is prompt
 
     def render(self, prompt: Prompt, variables: Mapping[str, Any] | None) -> str:
         """Render `prompt` locally, its includes taken from this snapshot as the server

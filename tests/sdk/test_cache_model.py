@@ -2,7 +2,7 @@
 `PromptCache`) on a fake clock, checked step by step against a reference model.
 
 The model is the plainest thing that can be right: an ordered dict (least recently used
-first) of ``key -> (prompt, etag, stored_at, pinned, generation)``, with CONTRACT §1's rules
+first) of ``key -> (prompt, etag, stored_at, pinned, generation)``, with the README's cache rules
 written out directly:
 
 - a lookup is fresh while ``now < stored_at + ttl`` (pinned refs: always), else stale (or a
@@ -48,7 +48,7 @@ from promptory._core import ClientCore, Miss, Stale
 from promptory._fetch import Done, Fail, PromptFetch, Retry
 from promptory._options import ClientOptions
 
-from .test_core_rules import KEY, FakeClock
+from .test_core_rules import KEY, FakeClock, answer
 
 # -- the catalogue of prompts on the (imaginary) server ---------------------------------------
 
@@ -299,7 +299,7 @@ class CacheMachine(RuleBasedStateMachine):
         headers = {"ETag": etag}
         if key[-1] is not None:  # a tag or commit: the server marks the answer immutable
             headers["Cache-Control"] = "private, max-age=31536000, immutable"
-        step = fetch.answered(200, httpx.Headers(headers), item.json(self.etags))
+        step = answer(fetch, 200, httpx.Headers(headers), item.json(self.etags))
         assert isinstance(step, Done), step
         assert isinstance(step.value, Prompt)
         self.model.store(
@@ -341,7 +341,7 @@ class CacheMachine(RuleBasedStateMachine):
             assert state.entry is not None
             entry = self.model.entries[key]
             assert state.entry.prompt is entry.prompt
-            step = self.core.prompt_fetch(key, state.entry).answered(304, httpx.Headers(), b"")
+            step = answer(self.core.prompt_fetch(key, state.entry), 304, httpx.Headers(), b"")
             assert isinstance(step, Done)
             assert step.value is entry.prompt
             assert self.model.not_modified(key, entry.generation, None, self.clock())
@@ -381,7 +381,7 @@ class CacheMachine(RuleBasedStateMachine):
         pending = self.pending.pop(index % len(self.pending))
         etag = self.new_etag() if with_etag else None
         headers = httpx.Headers({"ETag": etag} if etag else {})
-        step = pending.fetch.answered(304, headers, b"")
+        step = answer(pending.fetch, 304, headers, b"")
         if pending.generation is not None and self.model.not_modified(
             pending.key, pending.generation, etag, self.clock()
         ):
@@ -398,7 +398,7 @@ class CacheMachine(RuleBasedStateMachine):
         """401, 403 and 404 evict the entry (rule 8)."""
         key, _ = self.pick(index)
         fetch = self.core.prompt_fetch(key, self.core.cache.peek(key))
-        step = fetch.answered(status, httpx.Headers(), b'{"error": {"code": "X", "message": "m"}}')
+        step = answer(fetch, status, httpx.Headers(), b'{"error": {"code": "X", "message": "m"}}')
         assert isinstance(step, Fail)
         error = {401: AuthenticationError, 403: ForbiddenError, 404: NotFoundError}[status]
         assert type(step.error) is error

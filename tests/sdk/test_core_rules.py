@@ -1,4 +1,5 @@
-"""The cache rules of CONTRACT §1, one test per rule, on the sans-IO core with a fake clock.
+"""The cache rules of the README ("Caching", "When the server is down"), one test per
+rule, on the sans-IO core with a fake clock.
 
 No sockets here: the core is driven the way the clients drive it (lookup, then the fetch's
 `answered`/`failed`), with time moved by hand.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +33,13 @@ from promptory._transport import transport_error
 from promptory._wire import MAX_ERROR_MESSAGE, MAX_RETRY_AFTER
 
 KEY = "pm_test_" + "x" * 40
+
+
+def answer(fetch: Any, status: int, headers: Any, content: bytes) -> Any:
+    """What a client's loop does with an answer: the fetch reads it, the core settles it."""
+    return fetch.core.settle(fetch, fetch.read(status, headers, content))
+
+
 #: What the transport boundary makes of a refused connection.
 REFUSED = APIConnectionError("could not get an answer: connection refused")
 
@@ -87,7 +96,7 @@ def fetch_by_id(
     assert not isinstance(state, Prompt)
     fetch = core.prompt_fetch(state.key, state.entry)
     headers = httpx.Headers({"ETag": etag} if etag else {})
-    step = fetch.answered(status, headers, content if content is not None else prompt_json())
+    step = answer(fetch, status, headers, content if content is not None else prompt_json())
     assert isinstance(step, Done), step
     assert isinstance(step.value, Prompt)
     return step.value
@@ -168,7 +177,7 @@ def test_rule5_304_keeps_the_data_restarts_the_age_and_adopts_the_new_etag(
     state = core.lookup_id("p-1")
     assert isinstance(state, Stale)
     fetch = core.prompt_fetch(state.key, state.entry, background=True)
-    step = fetch.answered(304, httpx.Headers({"ETag": '"1.0.0-bbbb"'}), b"")
+    step = answer(fetch, 304, httpx.Headers({"ETag": '"1.0.0-bbbb"'}), b"")
     assert isinstance(step, Done)
     assert step.value is stored
     assert core.lookup_id("p-1") is stored  # fresh again
@@ -184,7 +193,7 @@ def test_rule5_304_without_etag_keeps_the_old_etag(clock: FakeClock) -> None:
     clock.advance(400)
     state = core.lookup_id("p-1")
     assert isinstance(state, Stale)
-    core.prompt_fetch(state.key, state.entry).answered(304, httpx.Headers(), b"")
+    answer(core.prompt_fetch(state.key, state.entry), 304, httpx.Headers(), b"")
     entry = core.cache.peek(state.key)
     assert entry is not None
     assert entry.etag == '"1.0.0-aaaa"'
@@ -200,11 +209,11 @@ def test_rule5_304_for_an_entry_evicted_meanwhile_refetches_unconditionally(
     assert isinstance(state, Stale)
     fetch = core.prompt_fetch(state.key, state.entry)
     assert core.cache.clear() == 1
-    step = fetch.answered(304, httpx.Headers(), b"")
+    step = answer(fetch, 304, httpx.Headers(), b"")
     assert isinstance(step, Retry)
     assert step.delay == 0
     assert "If-None-Match" not in step.request.headers
-    final = fetch.answered(200, httpx.Headers({"ETag": '"1.0.0-cccc"'}), prompt_json())
+    final = answer(fetch, 200, httpx.Headers({"ETag": '"1.0.0-cccc"'}), prompt_json())
     assert isinstance(final, Done)
     assert core.lookup_id("p-1") is final.value
 
@@ -214,8 +223,8 @@ def test_rule5_a_second_unexpected_304_is_an_error_not_a_loop(clock: FakeClock) 
     state = core.lookup_id("p-1")
     assert isinstance(state, Miss)
     fetch = core.prompt_fetch(state.key, None)
-    assert isinstance(fetch.answered(304, httpx.Headers(), b""), Retry)
-    step = fetch.answered(304, httpx.Headers(), b"")
+    assert isinstance(answer(fetch, 304, httpx.Headers(), b""), Retry)
+    step = answer(fetch, 304, httpx.Headers(), b"")
     assert isinstance(step, Fail)
     assert isinstance(step.error, MalformedResponseError)
 
@@ -229,8 +238,11 @@ def test_rule6_200_replaces_the_entry_and_its_etag(clock: FakeClock) -> None:
     clock.advance(400)
     state = core.lookup_id("p-1")
     assert isinstance(state, Stale)
-    step = core.prompt_fetch(state.key, state.entry).answered(
-        200, httpx.Headers({"ETag": '"1.1.0-bbbb"'}), prompt_json(version="1.1.0", body="New")
+    step = answer(
+        core.prompt_fetch(state.key, state.entry),
+        200,
+        httpx.Headers({"ETag": '"1.1.0-bbbb"'}),
+        prompt_json(version="1.1.0", body="New"),
     )
     assert isinstance(step, Done)
     current = core.lookup_id("p-1")
@@ -257,8 +269,8 @@ def test_rule7_server_failure_with_a_cached_copy_serves_it_with_one_warning(
     state = core.lookup_id("p-1")
     assert isinstance(state, Stale)
     with caplog.at_level(logging.WARNING, logger="promptory"):
-        step = core.prompt_fetch(state.key, state.entry).answered(
-            status, httpx.Headers(headers), b"oops"
+        step = answer(
+            core.prompt_fetch(state.key, state.entry), status, httpx.Headers(headers), b"oops"
         )
     assert isinstance(step, Done)
     assert step.value is stored
@@ -325,8 +337,11 @@ def test_rule8_404_401_403_evict_the_entry_and_fail(
     clock.advance(400)
     state = core.lookup_id("p-1")
     assert isinstance(state, Stale)
-    step = core.prompt_fetch(state.key, state.entry, background=True).answered(
-        status, httpx.Headers(), b'{"error": {"code": "X", "message": "no"}}'
+    step = answer(
+        core.prompt_fetch(state.key, state.entry, background=True),
+        status,
+        httpx.Headers(),
+        b'{"error": {"code": "X", "message": "no"}}',
     )
     assert isinstance(step, Fail)
     assert isinstance(step.error, error)
@@ -370,7 +385,7 @@ def test_rule9_malformed_answer_fails_and_never_enters_the_cache(
     core = make_core(clock)
     state = core.lookup_id("p-1")
     assert isinstance(state, Miss)
-    step = core.prompt_fetch(state.key, None).answered(200, httpx.Headers(), content)
+    step = answer(core.prompt_fetch(state.key, None), 200, httpx.Headers(), content)
     assert isinstance(step, Fail)
     assert isinstance(step.error, MalformedResponseError)
     assert "p-1" in str(step.error)
@@ -383,7 +398,7 @@ def test_rule9_malformed_answer_does_not_replace_a_good_entry(clock: FakeClock) 
     clock.advance(400)
     state = core.lookup_id("p-1")
     assert isinstance(state, Stale)
-    step = core.prompt_fetch(state.key, state.entry).answered(200, httpx.Headers(), b"garbage")
+    step = answer(core.prompt_fetch(state.key, state.entry), 200, httpx.Headers(), b"garbage")
     assert isinstance(step, Fail)
     entry = core.cache.peek(state.key)
     assert entry is not None
@@ -418,11 +433,11 @@ def test_rule11_lru_evicts_the_least_recently_used_entry(clock: FakeClock) -> No
     for prompt_id in ("a", "b"):
         state = core.lookup_id(prompt_id)
         assert isinstance(state, Miss)
-        core.prompt_fetch(state.key, None).answered(200, httpx.Headers(), prompt_json(id=prompt_id))
+        answer(core.prompt_fetch(state.key, None), 200, httpx.Headers(), prompt_json(id=prompt_id))
     assert isinstance(core.lookup_id("a"), Prompt)  # "a" is now the most recently used
     state = core.lookup_id("c")
     assert isinstance(state, Miss)
-    core.prompt_fetch(state.key, None).answered(200, httpx.Headers(), prompt_json(id="c"))
+    answer(core.prompt_fetch(state.key, None), 200, httpx.Headers(), prompt_json(id="c"))
     assert isinstance(core.lookup_id("a"), Prompt)
     assert isinstance(core.lookup_id("c"), Prompt)
     assert isinstance(core.lookup_id("b"), Miss)
@@ -473,7 +488,7 @@ def test_pinned_ref_is_never_stale(clock: FakeClock) -> None:
     assert isinstance(state, Miss)
     assert core.prompt_fetch(state.key, None).request.params == {"ref": "v1"}
     immutable = httpx.Headers({"Cache-Control": "private, max-age=31536000, immutable"})
-    core.prompt_fetch(state.key, None).answered(200, immutable, prompt_json())
+    answer(core.prompt_fetch(state.key, None), 200, immutable, prompt_json())
     clock.advance(10**6)
     assert isinstance(core.lookup_id("p-1", ref="v1"), Prompt)
     assert isinstance(core.lookup_id("p-1"), Miss)  # the unpinned key is separate
@@ -484,7 +499,7 @@ def test_a_branch_ref_ages_like_any_entry(clock: FakeClock) -> None:
     state = core.lookup_id("p-1", ref="main")
     assert isinstance(state, Miss)
     live = httpx.Headers({"Cache-Control": "private, max-age=60, stale-while-revalidate=300"})
-    core.prompt_fetch(state.key, None).answered(200, live, prompt_json())
+    answer(core.prompt_fetch(state.key, None), 200, live, prompt_json())
     clock.advance(2)
     assert isinstance(core.lookup_id("p-1", ref="main"), Stale)
 
@@ -495,8 +510,8 @@ def test_non_canonical_uuid_spellings_name_the_same_prompt(clock: FakeClock) -> 
     for spelling in (canonical.upper(), "{" + canonical + "}", canonical.replace("-", "")):
         state = core.lookup_id(spelling)
         assert isinstance(state, Miss)
-        step = core.prompt_fetch(state.key, None).answered(
-            200, httpx.Headers(), prompt_json(id=canonical)
+        step = answer(
+            core.prompt_fetch(state.key, None), 200, httpx.Headers(), prompt_json(id=canonical)
         )
         assert isinstance(step, Done), step
 
@@ -507,7 +522,7 @@ def test_non_canonical_uuid_spellings_name_the_same_prompt(clock: FakeClock) -> 
 def test_retry_count_is_the_number_of_retries_after_the_first_attempt(clock: FakeClock) -> None:
     core = make_core(clock, retry_count=3)
     fetch = core.prompt_fetch(("id", "p-1", None), None)
-    steps = [fetch.answered(503, httpx.Headers(), b"") for _ in range(4)]
+    steps = [answer(fetch, 503, httpx.Headers(), b"") for _ in range(4)]
     assert [type(s) for s in steps] == [Retry, Retry, Retry, Fail]
     final = steps[-1]
     assert isinstance(final, Fail)
@@ -518,20 +533,20 @@ def test_retry_count_is_the_number_of_retries_after_the_first_attempt(clock: Fak
 def test_4xx_answers_are_never_retried(clock: FakeClock, status: int) -> None:
     core = make_core(clock, retry_count=3)
     fetch = core.prompt_fetch(("id", "p-1", None), None)
-    assert isinstance(fetch.answered(status, httpx.Headers(), b""), Fail)
+    assert isinstance(answer(fetch, status, httpx.Headers(), b""), Fail)
 
 
 @pytest.mark.parametrize("status", [502, 503, 504])
 def test_gateway_errors_are_retried(clock: FakeClock, status: int) -> None:
     core = make_core(clock, retry_count=1)
     fetch = core.prompt_fetch(("id", "p-1", None), None)
-    assert isinstance(fetch.answered(status, httpx.Headers(), b""), Retry)
+    assert isinstance(answer(fetch, status, httpx.Headers(), b""), Retry)
 
 
 def test_500_is_not_retried(clock: FakeClock) -> None:
     core = make_core(clock, retry_count=3)
     fetch = core.prompt_fetch(("id", "p-1", None), None)
-    assert isinstance(fetch.answered(500, httpx.Headers(), b""), Fail)
+    assert isinstance(answer(fetch, 500, httpx.Headers(), b""), Fail)
 
 
 def test_backoff_is_exponential_with_jitter_and_capped_in_total() -> None:
@@ -560,7 +575,7 @@ def core_with_rng(value: float) -> ClientCore:
 def test_rate_limit_error_carries_retry_after_in_seconds(clock: FakeClock) -> None:
     core = make_core(clock)
     fetch = core.prompt_fetch(("id", "p-1", None), None)
-    step = fetch.answered(429, httpx.Headers({"Retry-After": "12"}), b"")
+    step = answer(fetch, 429, httpx.Headers({"Retry-After": "12"}), b"")
     assert isinstance(step, Fail)
     assert isinstance(step.error, RateLimitError)
     assert step.error.retry_after == 12.0
@@ -572,8 +587,11 @@ def test_malformed_background_answer_starts_the_cooldown_too(clock: FakeClock) -
     clock.advance(400)
     state = core.lookup_id("p-1")
     assert isinstance(state, Stale)
-    step = core.prompt_fetch(state.key, state.entry, background=True).answered(
-        200, httpx.Headers(), b"<html>proxy error page</html>"
+    step = answer(
+        core.prompt_fetch(state.key, state.entry, background=True),
+        200,
+        httpx.Headers(),
+        b"<html>proxy error page</html>",
     )
     assert isinstance(step, Fail)
     assert core.lookup_id("p-1") is state.entry.prompt  # cooling down: nothing starts
@@ -583,7 +601,7 @@ def test_malformed_background_answer_starts_the_cooldown_too(clock: FakeClock) -
 def test_retry_after_is_capped(clock: FakeClock) -> None:
     # A server saying "come back in 1e308 s" must not park a key for ever.
     fetch = make_core(clock, retry_count=0).prompt_fetch(("id", "p-1", None), None)
-    step = fetch.answered(429, httpx.Headers({"Retry-After": "1e308"}), b"")
+    step = answer(fetch, 429, httpx.Headers({"Retry-After": "1e308"}), b"")
     assert isinstance(step, Fail)
     assert isinstance(step.error, RateLimitError)
     assert step.error.retry_after == MAX_RETRY_AFTER
@@ -592,7 +610,7 @@ def test_retry_after_is_capped(clock: FakeClock) -> None:
 def test_a_huge_error_message_is_cut(clock: FakeClock) -> None:
     fetch = make_core(clock, retry_count=0).prompt_fetch(("id", "p-1", None), None)
     body = json.dumps({"error": {"code": "PROMPT_NOT_FOUND", "message": "m" * 5_000_000}})
-    step = fetch.answered(404, httpx.Headers(), body.encode())
+    step = answer(fetch, 404, httpx.Headers(), body.encode())
     assert isinstance(step, Fail)
     assert len(str(step.error)) < MAX_ERROR_MESSAGE + 200
     assert "more characters" in str(step.error)

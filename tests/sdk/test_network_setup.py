@@ -9,10 +9,11 @@ from __future__ import annotations
 import ssl
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-import certifi
 import pytest
+import trustme
 
 from faults.proxy import FaultProxy
 from promptory import AsyncPromptClient, MalformedResponseError, PromptClient
@@ -62,10 +63,14 @@ def test_both_clients_honour_no_proxy(
 
 
 @pytest.mark.parametrize("cls", CLIENTS)
-def test_verify_takes_a_ca_bundle_path_without_a_deprecation_warning(cls: Any) -> None:
+def test_verify_takes_a_ca_bundle_path_without_a_deprecation_warning(
+    cls: Any, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(bundle))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        client = cls("https://127.0.0.1:9", API_KEY, verify=certifi.where())
+        client = cls("https://127.0.0.1:9", API_KEY, verify=str(bundle))
     assert isinstance(client._ssl_context, ssl.SSLContext)
 
 

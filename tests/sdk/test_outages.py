@@ -85,6 +85,10 @@ def test_snapshot_renders_a_prompt_with_includes_when_the_server_is_down(
     write_snapshot(path, [outer, inner], source=legacy.url)
     client = sdk(refused_url, fallback=path, retry_count=0)
     assert client.render(outer["id"], {"who": "Al"}) == "<sig Al|Al>"
+    prompt = client.get(outer["id"])
+    assert prompt.is_fallback
+    assert prompt.render({"who": "Al"}) == "<sig Al|Al>"
+    assert prompt.to_messages({"who": "Al"}) == [{"role": "system", "content": "<sig Al|Al>"}]
 
 
 def test_snapshot_refuses_an_include_cycle(
