@@ -449,3 +449,37 @@ def test_status_shows_the_commit_when_it_was_read_and_each_file_not_served(
         assert "myorg/myapp/broken.md" in page
         assert "invalid YAML in front matter on line 3" in page
         assert "1 file not served" in browser.get("/ui/apps").text
+
+
+def test_a_prompt_under_a_folder_whose_name_is_not_utf8_has_its_pages(
+    ui_server: UIServer,
+) -> None:
+    import pygit2
+
+    git = ui_server.repo.repo
+    head = git.head.peel(pygit2.Commit)
+
+    def tree_of(entries: list[tuple[bytes, int, bytes]]) -> pygit2.Oid:
+        # Written by hand: pygit2's tree builder takes names as str only.
+        raw = b"".join(b"%o %s\x00%s" % (m, n, oid) for n, m, oid in sorted(entries))
+        return git.odb.write(pygit2.enums.ObjectType.TREE, raw)
+
+    blob = git.create_blob(b"---\nversion: 1.0.0\n---\nhello\n")
+    folder = tree_of([(b"p.md", 0o100644, blob.raw)])
+    app = tree_of([(b"caf\xe9", 0o40000, folder.raw)])
+    org = tree_of([(b"a", 0o40000, app.raw)])
+    top = [(e.raw_name, int(e.filemode), e.id.raw) for e in head.tree]
+    root = tree_of([*top, (b"o", 0o40000, org.raw)])
+    signature = ui_server.repo.signature()
+    git.create_commit("HEAD", signature, signature, "raw", root, [head.id])
+    browser, _ = ui_server.sign_in(ui_server.reader_key)
+    url = "/ui/apps/o/a/p/development"
+    with closing(browser):
+        deadline = time.monotonic() + 10
+        while browser.get(url).status_code == 404:
+            assert time.monotonic() < deadline, "the commit was not served in time"
+            time.sleep(0.05)
+        for path in (url, f"{url}/history", f"{url}/preview", "/ui/apps/o/a"):
+            page = browser.get(path)
+            assert page.status_code == 200, path
+        assert "o/a/caf\\xe9/p.md" in browser.get(url).text
