@@ -376,8 +376,15 @@ class WebUI:
             )
         token, _ = self.sessions.create(key.sha256)
         target = form.get("next", "")
-        if not target.startswith("/ui/") or target.startswith("/ui/login") or "//" in target:
-            target = "/ui/apps"
+        if (
+            not target.startswith("/ui/")
+            or target.startswith("/ui/login")
+            or "//" in target
+            or "\\" in target
+            or not target.isascii()
+            or not target.isprintable()
+        ):
+            target = "/ui/apps"  # only a page of this UI, never a header-breaking value
         response = RedirectResponse(target, 303, _SECURITY_HEADERS)
         response.set_cookie(
             COOKIE,
