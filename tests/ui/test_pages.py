@@ -510,3 +510,14 @@ def test_a_prompt_under_a_folder_whose_name_is_not_utf8_has_its_pages(
             page = browser.get(path)
             assert page.status_code == 200, path
         assert "o/a/caf\\xe9/p.md" in browser.get(url).text
+
+
+def test_a_form_over_the_body_limit_is_refused(ui_server: UIServer) -> None:
+    browser, csrf = ui_server.sign_in(ui_server.reader_key)
+    with closing(browser):
+        answer = browser.post(
+            f"{GREETING}/preview",
+            data={"csrf_token": csrf, "variables": "x" * (1024 * 1024 + 1)},
+        )
+        assert answer.status_code == 413
+        assert "over 1,048,576 bytes" in answer.text
