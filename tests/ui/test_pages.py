@@ -390,6 +390,8 @@ def test_a_prompt_page_shows_its_fields_body_variables_and_links(ui_server: UISe
         assert 'id="L1"' in html
         assert '<span class="jt">{% include &#34;safety_preamble&#34; %}</span>' in html
         assert "<code>user_name</code>" in html
+        assert "<summary>Front matter as written</summary>" in html
+        assert "includes: [safety_preamble]" in html
         greeting = browser.get(GREETING).text
         assert 'href="/ui/apps/myorg/myapp/greeting/development"' in greeting
         assert "ETag" in greeting
