@@ -179,3 +179,39 @@ def test_history_answers_match_the_openapi_document(server: RunningServer) -> No
                 name = documented["$ref"].split("/")[-1]
                 documented = document["components"]["responses"][name]
             validate(document, documented["content"]["application/json"]["schema"], response.json())
+
+
+def test_history_of_a_prompt_under_a_folder_whose_name_is_not_utf8(
+    prompt_repo: PromptRepo, start_server: Any
+) -> None:
+    import pygit2
+
+    git = prompt_repo.repo
+    head = git.head.peel(pygit2.Commit)
+
+    def tree_of(entries: list[tuple[bytes, int, bytes]]) -> pygit2.Oid:
+        # Written by hand: pygit2's tree builder takes names as str only.
+        raw = b"".join(b"%o %s\x00%s" % (m, n, oid) for n, m, oid in sorted(entries))
+        return git.odb.write(pygit2.enums.ObjectType.TREE, raw)
+
+    def commit(body: bytes) -> str:
+        blob = git.create_blob(b"---\nversion: 1.0.0\n---\n" + body)
+        folder = tree_of([(b"p.md", 0o100644, blob.raw)])
+        app = tree_of([(b"caf\xe9", 0o40000, folder.raw)])
+        org = tree_of([(b"a", 0o40000, app.raw)])
+        top = [(e.raw_name, int(e.filemode), e.id.raw) for e in head.tree]
+        root = tree_of([*top, (b"o", 0o40000, org.raw)])
+        signature = prompt_repo.signature()
+        parents = [git.head.target]
+        return str(git.create_commit("HEAD", signature, signature, "raw", root, parents))
+
+    first = commit(b"one\n")
+    second = commit(b"two\n")
+    server = start_server(prompt_repo)
+    with server.client() as client:
+        prompt = client.get("/api/v1/prompts/by-name/o/a/p").json()
+        history = client.get(f"/api/v1/prompts/{prompt['id']}/history")
+        assert history.status_code == 200, history.text
+        assert [r["sha"] for r in history.json()["revisions"]] == [second, first]
+        diff = client.get(f"/api/v1/prompts/{prompt['id']}/diff?from={first}").json()
+        assert "-one\n+two\n" in diff["body_diff"]

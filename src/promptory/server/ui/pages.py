@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
@@ -143,9 +143,8 @@ class WebUI:
             lstrip_blocks=True,
             auto_reload=False,
         )
-        self.templates.globals.update(
-            {"version": __version__, "environments": ENVIRONMENTS, "quote": quote}
-        )
+        self.templates.globals.update({"version": __version__, "environments": ENVIRONMENTS})
+        self.templates.filters["printable"] = _printable
 
     # --- the app ------------------------------------------------------------------------
 
@@ -213,7 +212,13 @@ class WebUI:
             commit=self.store.snapshot.commit,
             **context,
         )
-        return HTMLResponse(html, status, {**_SECURITY_HEADERS, **(headers or {})})
+        try:
+            body = html.encode("utf-8")
+        except UnicodeEncodeError:
+            # Repository bytes that are not UTF-8 (kept by pygit2 as surrogate escapes) that
+            # a page shows without `printable`: written as \udcNN rather than failing.
+            body = html.encode("utf-8", "backslashreplace")
+        return HTMLResponse(body, status, {**_SECURITY_HEADERS, **(headers or {})})
 
     async def _page_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageError)
@@ -372,8 +377,15 @@ class WebUI:
             )
         token, _ = self.sessions.create(key.sha256)
         target = form.get("next", "")
-        if not target.startswith("/ui/") or target.startswith("/ui/login") or "//" in target:
-            target = "/ui/apps"
+        if (
+            not target.startswith("/ui/")
+            or target.startswith("/ui/login")
+            or "//" in target
+            or "\\" in target
+            or not target.isascii()
+            or not target.isprintable()
+        ):
+            target = "/ui/apps"  # only a page of this UI, never a header-breaking value
         response = RedirectResponse(target, 303, _SECURITY_HEADERS)
         response.set_cookie(
             COOKIE,
@@ -792,4 +804,5 @@ def _shown(value: Any) -> str:
 
 
 def _printable(text: str) -> str:
+    """`text` with the bytes of a name that is not UTF-8 written as ``\\xNN``."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
