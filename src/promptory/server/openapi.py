@@ -28,6 +28,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
     404: ("PROMPT_NOT_FOUND", "APP_NOT_FOUND", "REF_NOT_FOUND", "NOT_FOUND"),
     405: ("METHOD_NOT_ALLOWED",),
     413: ("PAYLOAD_TOO_LARGE",),
+    431: ("HEADERS_TOO_LARGE",),
     429: ("RATE_LIMITED",),
     500: ("INTERNAL_ERROR",),
     503: ("SERVER_BUSY",),

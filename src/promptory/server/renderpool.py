@@ -7,9 +7,12 @@ Rules of this module:
   render in a thread holds the GIL against the event loop, and every GET waits for it; in
   another process it only competes for a core.
 * Per API key, at most `per_key` renders run at once and at most `queue_per_key` more wait
-  for their turn; a render beyond that is refused at once (`Busy`, answered ``429`` with
+  for their turn; a render beyond that is refused (`Busy`, answered ``429`` with
   ``Retry-After``), so one key cannot fill the workers nor hold more than its share of
   memory, and every other key finds a worker free as long as ``workers > per_key``.
+* A refusal comes after `REFUSAL_DELAY` seconds, not at once: a client that sends again as
+  soon as it is refused would otherwise turn refusals into a flood the event loop spends
+  itself on. The waiting request costs a timer, and its connection is under the cap.
 * A worker process whose render runs `hard_timeout` seconds (well past the render budget,
   which stops a render from inside) is stopped and replaced; the render answers 400.
 * Worker processes start by ``forkserver`` where there is one (never a plain ``fork`` of a
@@ -33,9 +36,12 @@ from typing import Any
 from ..exceptions import RenderError
 from .render import RenderJob, render_job
 
-__all__ = ["Busy", "RenderCapacity", "RenderPool", "default_workers"]
+__all__ = ["REFUSAL_DELAY", "Busy", "RenderCapacity", "RenderPool", "default_workers"]
 
 logger = logging.getLogger("promptory.server")
+
+#: Seconds a render refused for its key's cap waits before the 429 (its Retry-After too).
+REFUSAL_DELAY = 1
 
 
 def default_workers() -> int:
@@ -157,10 +163,11 @@ class RenderPool:
         if slots is None:
             slots = self._slots[key_id] = _KeySlots(capacity.per_key_count)
         if slots.admitted >= capacity.per_key_count + capacity.queue_per_key:
+            await asyncio.sleep(REFUSAL_DELAY)
             raise Busy(
                 f"this API key has {capacity.per_key_count} render(s) running and "
-                f"{capacity.queue_per_key} waiting, the most it may; retry in 1 s",
-                retry_after=1,
+                f"{capacity.queue_per_key} waiting, the most it may; retry in {REFUSAL_DELAY} s",
+                retry_after=REFUSAL_DELAY,
             )
         slots.admitted += 1
         try:
