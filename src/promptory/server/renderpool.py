@@ -13,6 +13,9 @@ Rules of this module:
 * A refusal comes after `REFUSAL_DELAY` seconds, not at once: a client that sends again as
   soon as it is refused would otherwise turn refusals into a flood the event loop spends
   itself on. The waiting request costs a timer, and its connection is under the cap.
+* Worker processes run at a lower CPU priority (`WORKER_NICENESS`): when the cores are
+  busy, the event loop answering GETs is scheduled before a render; renders of all keys
+  share the same priority.
 * A worker process whose render runs `hard_timeout` seconds (well past the render budget,
   which stops a render from inside) is stopped and replaced; the render answers 400.
 * Worker processes start by ``forkserver`` where there is one (never a plain ``fork`` of a
@@ -36,12 +39,29 @@ from typing import Any
 from ..exceptions import RenderError
 from .render import RenderJob, render_job
 
-__all__ = ["REFUSAL_DELAY", "Busy", "RenderCapacity", "RenderPool", "default_workers"]
+__all__ = [
+    "REFUSAL_DELAY",
+    "WORKER_NICENESS",
+    "Busy",
+    "RenderCapacity",
+    "RenderPool",
+    "default_workers",
+]
 
 logger = logging.getLogger("promptory.server")
 
 #: Seconds a render refused for its key's cap waits before the 429 (its Retry-After too).
 REFUSAL_DELAY = 1
+#: How much lower the worker processes' CPU priority is than the server's (``nice``).
+WORKER_NICENESS = 5
+
+
+def _lower_priority() -> None:
+    """Run in each worker process as it starts."""
+    try:
+        os.nice(WORKER_NICENESS)
+    except (AttributeError, OSError):  # no nice() here, or not allowed: same priority
+        pass
 
 
 def default_workers() -> int:
@@ -146,7 +166,9 @@ class RenderPool:
                 context = multiprocessing.get_context(method)
                 if method == "forkserver":
                     context.set_forkserver_preload(["promptory.server.render"])
-                self._executor = ProcessPool(max_workers=workers, context=context)
+                self._executor = ProcessPool(
+                    max_workers=workers, initializer=_lower_priority, context=context
+                )
             else:
                 self._executor = ThreadPoolExecutor(workers, thread_name_prefix="promptory-render")
         return self._executor
