@@ -47,6 +47,7 @@ NOISY_CONNECTIONS = 60
 WARMUP = 1.5  # seconds of noise before sampling: the noisy key's queue is full by then
 PHASE_BUDGET = 8.0  # seconds a noisy phase may sample for, whatever happens
 RATE_LIMIT = 6000  # `promptory serve`'s default
+SETTLE = 1.0  # seconds after a noisy phase: the render it left running ends
 
 SLOW_ID = "00000000-0000-4000-8000-0000000000a1"
 FAST_ID = "00000000-0000-4000-8000-0000000000b2"
@@ -138,6 +139,9 @@ def _phase(server: LocalServer, quiet_key: str, noisy_key: str | None, honor: bo
         if load.poll() is None:
             load.kill()
             load.communicate(timeout=10)
+    # The noisy client is gone: its queued renders are dropped, its running one ends within
+    # the render budget. Let it end before the next phase measures.
+    time.sleep(SETTLE)
     try:
         noisy = dict(json.loads(out)["statuses"])
     except (ValueError, KeyError):

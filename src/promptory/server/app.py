@@ -24,6 +24,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -49,7 +50,7 @@ from .openapi import openapi_document
 from .ratelimit import RateLimiter
 from .records import PromptRecord, dump_json
 from .render import IncludeError, RenderJob, plan
-from .renderpool import Busy, RenderCapacity, RenderPool
+from .renderpool import Busy, Gone, RenderCapacity, RenderPool
 from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
 
 __all__ = ["CACHE_CONTROL_LIVE", "CACHE_CONTROL_PINNED", "ServerSettings", "create_app"]
@@ -376,12 +377,17 @@ class _Server:
             return self._forbidden(key, record.org, record.app)
         if isinstance(job, IncludeError):
             return _error(400, "RENDER_ERROR", job.message)
+        gone = asyncio.ensure_future(_disconnected(receive))
         try:
-            text = await self.renders.render(key.id, job, variables)
+            text = await self.renders.render(key.id, job, variables, gone)
         except Busy as exc:
             return _error(429, "RATE_LIMITED", exc.message, {"Retry-After": str(exc.retry_after)})
         except RenderError as exc:
             return _error(400, "RENDER_ERROR", exc.message)
+        except Gone:
+            return _error(503, "SERVER_BUSY", "the client went away before its render ran")
+        finally:
+            gone.cancel()
         served = record.ready
         assert served is not None
         return _json(
@@ -536,6 +542,12 @@ class _Server:
             self.openapi,
             [(b"content-type", _JSON), (b"content-length", str(len(self.openapi)).encode())],
         )
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone away (to be cancelled once answered)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 # --- errors Starlette raises itself ------------------------------------------------------------

@@ -10,6 +10,8 @@ Rules of this module:
   for their turn; a render beyond that is refused (`Busy`, answered ``429`` with
   ``Retry-After``), so one key cannot fill the workers nor hold more than its share of
   memory, and every other key finds a worker free as long as ``workers > per_key``.
+* A render whose client goes away while it waits for its turn is dropped: a client that
+  queues renders and hangs up leaves no work behind (a render already running finishes).
 * A refusal comes after `REFUSAL_DELAY` seconds, not at once: a client that sends again as
   soon as it is refused would otherwise turn refusals into a flood the event loop spends
   itself on. The waiting request costs a timer, and its connection is under the cap.
@@ -43,6 +45,7 @@ __all__ = [
     "REFUSAL_DELAY",
     "WORKER_NICENESS",
     "Busy",
+    "Gone",
     "RenderCapacity",
     "RenderPool",
     "default_workers",
@@ -118,6 +121,10 @@ class Busy(Exception):
         self.retry_after = retry_after
 
 
+class Gone(Exception):
+    """The client went away while its render waited for a turn; it was not run."""
+
+
 class _KeySlots:
     """One key's renders: admitted (running or waiting) and the semaphore of running ones."""
 
@@ -173,11 +180,22 @@ class RenderPool:
                 self._executor = ThreadPoolExecutor(workers, thread_name_prefix="promptory-render")
         return self._executor
 
-    async def render(self, key_id: str, job: RenderJob, variables: Mapping[str, Any] | None) -> str:
+    async def render(
+        self,
+        key_id: str,
+        job: RenderJob,
+        variables: Mapping[str, Any] | None,
+        gone: asyncio.Future[Any] | None = None,
+    ) -> str:
         """Render `job` for the key `key_id` on a worker.
+
+        Args:
+            gone: done when the client has gone away; the render is dropped if it has not
+                started by then.
 
         Raises:
             Busy: the key has `per_key` renders running and `queue_per_key` waiting.
+            Gone: the client went away before the render started.
             RenderError: the template failed, or ran past `hard_timeout`.
         """
         capacity = self.capacity
@@ -193,8 +211,11 @@ class RenderPool:
             )
         slots.admitted += 1
         try:
-            async with slots.running:
+            await self._turn(slots.running, gone)
+            try:
                 ok, text = await self._run(job, variables)
+            finally:
+                slots.running.release()
         finally:
             slots.admitted -= 1
             if slots.admitted == 0:
@@ -202,6 +223,24 @@ class RenderPool:
         if not ok:
             raise RenderError(text, code="RENDER_ERROR", prompt=job.label)
         return text
+
+    @staticmethod
+    async def _turn(running: asyncio.Semaphore, gone: asyncio.Future[Any] | None) -> None:
+        """Wait for a running slot of the key, or raise `Gone` if the client leaves first."""
+        if gone is None or not running.locked():
+            await running.acquire()
+            return
+        acquire = asyncio.ensure_future(running.acquire())
+        await asyncio.wait({acquire, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if acquire.done():
+            return
+        acquire.cancel()
+        try:
+            await acquire
+        except asyncio.CancelledError:
+            raise Gone() from None
+        running.release()  # acquired as it was being cancelled
+        raise Gone()
 
     async def _run(self, job: RenderJob, variables: Mapping[str, Any] | None) -> tuple[bool, str]:
         pool = self._pool()
