@@ -14,7 +14,8 @@ samples of all rounds pooled (a p99 of one round's few hundred samples is its se
 slowest, mostly scheduler noise on a shared machine); each round's own p99 is kept in the
 JSON. Target: at most 2x, for the GET and for the render.
 
-Notes give the same ratios with renders on threads instead of processes (the alternative:
+Notes give the same ratios with worker processes at the server's CPU priority, with renders
+on threads instead of processes (the alternative:
 a CPU-bound render in a thread holds the GIL against the event loop), and with a noisy
 client that ignores ``Retry-After`` and sends again at once (a request flood, which only
 the rate limit and the connection cap bound).
@@ -205,6 +206,8 @@ def run(session: Session) -> list[Figure]:
     """Figure 9, with the thread and flood variants in its notes."""
     session.log("noisy: another key's GET and render p99, idle vs one key at 60 slow renders")
     idle, noisy = _variant(session, {})
+    session.log("noisy: the same with worker processes at the server's priority")
+    even_idle, even_noisy = _variant(session, {"niceness": 0})
     session.log("noisy: the same with renders on threads")
     thread_idle, thread_noisy = _variant(session, {"processes": False})
     session.log("noisy: a noisy client that ignores Retry-After")
@@ -213,7 +216,8 @@ def run(session: Session) -> list[Figure]:
     thread_get, thread_render = _ratios(thread_idle, thread_noisy)
     flood_get, flood_render = _ratios(flood_idle, flood_noisy)
     notes = [
-        _describe("renders on processes (the figure)", idle, noisy),
+        _describe("renders on processes at nice 5 (the figure)", idle, noisy),
+        _describe("processes at the server's priority", even_idle, even_noisy),
         _describe("renders on threads instead", thread_idle, thread_noisy),
         _describe("noisy client ignoring Retry-After (1 round)", flood_idle, flood_noisy),
     ]

@@ -15,9 +15,9 @@ Rules of this module:
 * A refusal comes after `REFUSAL_DELAY` seconds, not at once: a client that sends again as
   soon as it is refused would otherwise turn refusals into a flood the event loop spends
   itself on. The waiting request costs a timer, and its connection is under the cap.
-* Worker processes run at a lower CPU priority (`WORKER_NICENESS`): when the cores are
-  busy, the event loop answering GETs is scheduled before a render; renders of all keys
-  share the same priority.
+* Worker processes run at a lower CPU priority (``RenderCapacity.niceness``): when the
+  cores are busy, the event loop answering GETs is scheduled before a render; renders of
+  all keys share the same priority.
 * A worker process whose render runs `hard_timeout` seconds (well past the render budget,
   which stops a render from inside) is stopped and replaced; the render answers 400.
 * Worker processes start by ``forkserver`` where there is one (never a plain ``fork`` of a
@@ -43,7 +43,6 @@ from .render import RenderJob, render_job
 
 __all__ = [
     "REFUSAL_DELAY",
-    "WORKER_NICENESS",
     "Busy",
     "Gone",
     "RenderCapacity",
@@ -55,14 +54,14 @@ logger = logging.getLogger("promptory.server")
 
 #: Seconds a render refused for its key's cap waits before the 429 (its Retry-After too).
 REFUSAL_DELAY = 1
-#: How much lower the worker processes' CPU priority is than the server's (``nice``).
-WORKER_NICENESS = 5
 
 
-def _lower_priority() -> None:
+def _lower_priority(niceness: int) -> None:
     """Run in each worker process as it starts."""
+    if niceness <= 0:
+        return
     try:
-        os.nice(WORKER_NICENESS)
+        os.nice(niceness)
     except (AttributeError, OSError):  # no nice() here, or not allowed: same priority
         pass
 
@@ -87,6 +86,7 @@ class RenderCapacity:
         queue_per_key: renders of one key waiting for a turn; one more is refused (429).
         processes: render in worker processes (True) or threads (False).
         hard_timeout: seconds after which a worker process still rendering is stopped.
+        niceness: how much lower the worker processes' CPU priority is (``nice``).
     """
 
     workers: int = 0  # 0: `default_workers()`
@@ -94,6 +94,7 @@ class RenderCapacity:
     queue_per_key: int = 32
     processes: bool = True
     hard_timeout: float = 5.0
+    niceness: int = 5
 
     def __post_init__(self) -> None:
         if self.workers < 0 or self.per_key < 0 or self.queue_per_key < 0:
@@ -174,7 +175,10 @@ class RenderPool:
                 if method == "forkserver":
                     context.set_forkserver_preload(["promptory.server.render"])
                 self._executor = ProcessPool(
-                    max_workers=workers, initializer=_lower_priority, context=context
+                    max_workers=workers,
+                    initializer=_lower_priority,
+                    initargs=(self.capacity.niceness,),
+                    context=context,
                 )
             else:
                 self._executor = ThreadPoolExecutor(workers, thread_name_prefix="promptory-render")
