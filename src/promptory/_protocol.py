@@ -45,6 +45,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
     405: ("METHOD_NOT_ALLOWED",),
     413: ("PAYLOAD_TOO_LARGE",),
     429: ("RATE_LIMITED",),
+    431: ("HEADERS_TOO_LARGE",),
     500: ("INTERNAL_ERROR",),
     503: ("SERVER_BUSY",),
 }

@@ -24,8 +24,9 @@ import httpx
 import pytest
 
 import promptory
-from promptory.server.connections import FD_RESERVE
+from promptory.server.connections import FD_RESERVE, ConnectionLimits
 from support.gitrepo import PromptRepo
+from support.servers import RunningServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_NOFILE")
 
@@ -245,3 +246,35 @@ def test_the_descriptor_limit_is_raised_to_the_hard_limit_at_start(tmp_path: Pat
     stderr: str = served.stderr  # type: ignore[attr-defined]
     # Fitted to the hard limit (200 - 64), not to the soft one it started with (100 - 64).
     assert f"at most {200 - FD_RESERVE} connections" in stderr
+
+
+def test_a_request_head_over_the_limit_is_answered_431_and_closed(server: RunningServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.background.port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        line = b"X-Filler: " + b"a" * 4000 + b"\r\n"
+        sent = 0
+        try:
+            while sent < 8 * ConnectionLimits().max_head:  # bounded: closed well before
+                sock.sendall(line)
+                sent += len(line)
+        except OSError:
+            pass  # closed by the server while we were still sending
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b"HEADERS_TOO_LARGE" in answer
+
+
+def test_a_large_body_is_not_counted_as_head(server: RunningServer) -> None:
+    # ~500 KB of variables: the chunk that ends the headers carries much of the body.
+    variables = {"name": "Ann", "filler": "x" * 500_000}
+    with server.client() as client:
+        answer = client.post(
+            "/api/v1/prompts/550e8400-e29b-41d4-a716-446655440000/render",
+            json={"variables": variables},
+        )
+    assert answer.status_code == 200, answer.text[:300]

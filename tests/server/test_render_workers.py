@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -10,8 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from promptory.exceptions import RenderError
 from promptory.server.keys import KeyRecord, generate_key
-from promptory.server.renderpool import RenderCapacity
+from promptory.server.render import RenderJob
+from promptory.server.renderpool import Gone, RenderCapacity, RenderPool
 from support.gitrepo import PromptRepo
 from support.servers import RunningServer
 
@@ -107,3 +110,37 @@ def test_a_render_past_the_hard_timeout_is_stopped_and_its_worker_replaced(
     # The one worker was replaced: renders go on.
     again = _render(server, api_key, ids["fast"])
     assert again.status_code == 200
+
+
+def test_a_render_whose_client_left_while_queued_is_dropped_and_frees_its_place() -> None:
+    slow = RenderJob("slow", {"slow": SLOW}, {}, "o/a/slow")
+    fast = RenderJob("fast", {"fast": "fast"}, {}, "o/a/fast")
+
+    async def scenario() -> None:
+        pool = RenderPool(RenderCapacity(workers=2, per_key=1, queue_per_key=1, processes=False))
+        pool.start()
+        try:
+            running = asyncio.ensure_future(pool.render("key", slow, {}))
+            await _until(lambda: "key" in pool._slots and pool._slots["key"].running.locked())
+            gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            queued = asyncio.ensure_future(pool.render("key", slow, {}, gone))
+            await _until(lambda: pool._slots["key"].admitted == 2)
+            gone.set_result(None)  # the client of the queued render hangs up
+            with pytest.raises(Gone):
+                await queued
+            # Its place in the queue is free again: the next render waits, then runs.
+            assert await pool.render("key", fast, {}) == "fast"
+            with pytest.raises(RenderError):
+                await running  # the running render was not disturbed: it ran to its limit
+        finally:
+            pool.stop()
+
+    asyncio.run(scenario())
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):  # bounded: yields to the event loop, no waiting on the clock
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")

@@ -157,7 +157,7 @@ def test_the_command_line_wins_over_the_environment(tmp_path: Path) -> None:
 def test_a_bad_environment_value_is_a_usage_error_naming_the_variable(tmp_path: Path) -> None:
     result = _serve(tmp_path, str(tmp_path), PROMPTORY_PORT="eighty")
     assert result.returncode == 2
-    assert "$PROMPTORY_PORT='eighty'" in result.stderr
+    assert "$PROMPTORY_PORT='eighty': not a number" in result.stderr
     # Another command does not care about serve's variables.
     other = subprocess.run(
         [sys.executable, "-m", "promptory", "--version"],

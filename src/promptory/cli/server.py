@@ -286,8 +286,10 @@ def resolve_options(
             continue
         try:
             parsed = option.parse(raw)
-        except (ValueError, argparse.ArgumentTypeError) as exc:
+        except argparse.ArgumentTypeError as exc:
             parser.error(f"${option.env}={raw[:100]!r}: {exc}")
+        except ValueError:  # int() or float() of something else: every such option is a number
+            parser.error(f"${option.env}={raw[:100]!r}: not a number")
         if option.choices is not None and parsed not in option.choices:
             parser.error(f"${option.env}={raw[:100]!r}: must be one of {', '.join(option.choices)}")
         setattr(args, option.dest, parsed)

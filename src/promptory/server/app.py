@@ -25,6 +25,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -53,7 +54,7 @@ from .openapi import openapi_document
 from .ratelimit import RateLimiter
 from .records import PromptRecord, dump_json
 from .render import IncludeError, RenderJob, plan
-from .renderpool import Busy, RenderCapacity, RenderPool
+from .renderpool import Busy, Gone, RenderCapacity, RenderPool
 from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
 from .ui import WebUI
 
@@ -391,12 +392,17 @@ class _Server:
         record, job = found_job
         if isinstance(job, IncludeError):
             return _error(400, "RENDER_ERROR", job.message)
+        gone = asyncio.ensure_future(_disconnected(receive))
         try:
-            text = await self.renders.render(key.id, job, variables)
+            text = await self.renders.render(key.id, job, variables, gone)
         except Busy as exc:
             return _error(429, "RATE_LIMITED", exc.message, {"Retry-After": str(exc.retry_after)})
         except RenderError as exc:
             return _error(400, "RENDER_ERROR", exc.message)
+        except Gone:
+            return _error(503, "SERVER_BUSY", "the client went away before its render ran")
+        finally:
+            gone.cancel()
         served = record.ready
         assert served is not None
         return _json(
@@ -552,6 +558,12 @@ class _Server:
             self.openapi,
             [(b"content-type", _JSON), (b"content-length", str(len(self.openapi)).encode())],
         )
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone away (to be cancelled once answered)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 # --- errors Starlette raises itself ------------------------------------------------------------

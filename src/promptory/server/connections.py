@@ -16,6 +16,8 @@ three bounds added:
   first request); otherwise the connection is closed.
 * A write deadline. A client that stops reading our answer (the transport's buffer stays
   full) for `request_timeout` seconds is disconnected.
+* A head size. httptools keeps every header it is sent: a request line and headers over
+  `ConnectionLimits.max_head` bytes are answered ``431`` and the connection is closed.
 
 `descriptor_limit()` raises the soft ``RLIMIT_NOFILE`` to the hard one, and
 `ConnectionLimits.fitted()` lowers a cap the descriptor limit cannot hold, keeping
@@ -62,6 +64,19 @@ _BUSY = (
 )
 
 
+def _too_large(limit: int) -> bytes:
+    body = (
+        b'{"error":{"code":"HEADERS_TOO_LARGE","message":"the request line and headers are '
+        b"over the limit of " + f"{limit:,}".encode("ascii") + b' bytes"}}'
+    )
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        b"content-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode("ascii") + b"\r\n"
+        b"connection: close\r\n\r\n" + body
+    )
+
+
 @dataclass(frozen=True)
 class ConnectionLimits:
     """The bounds on client connections.
@@ -71,11 +86,13 @@ class ConnectionLimits:
         request_timeout: seconds a request may take to arrive whole (headers and body), and
             a client may leave our answer unread.
         keep_alive_timeout: seconds an idle keep-alive connection is kept between requests.
+        max_head: bytes of request line and headers at most.
     """
 
     max_connections: int = 1024
     request_timeout: float = 10.0
     keep_alive_timeout: int = 5
+    max_head: int = 64 * 1024
 
     def __post_init__(self) -> None:
         if self.max_connections < 1:
@@ -136,6 +153,8 @@ class _Guarded(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._refused = False
+        self._in_head = True  # between a request's first byte and the end of its headers
+        self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._write_deadline: asyncio.TimerHandle | None = None
 
@@ -189,10 +208,22 @@ class _Guarded(HttpToolsProtocol):
         if self._refused:
             return  # read and dropped while the 503 is delivered
         super().data_received(data)
+        if self._in_head and not self.transport.is_closing():
+            # Counted after parsing: a chunk that ends the headers may carry a body.
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_head:
+                self.transport.write(_too_large(self.limits.max_head))
+                self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
         self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -7,9 +7,17 @@ Rules of this module:
   render in a thread holds the GIL against the event loop, and every GET waits for it; in
   another process it only competes for a core.
 * Per API key, at most `per_key` renders run at once and at most `queue_per_key` more wait
-  for their turn; a render beyond that is refused at once (`Busy`, answered ``429`` with
+  for their turn; a render beyond that is refused (`Busy`, answered ``429`` with
   ``Retry-After``), so one key cannot fill the workers nor hold more than its share of
   memory, and every other key finds a worker free as long as ``workers > per_key``.
+* A render whose client goes away while it waits for its turn is dropped: a client that
+  queues renders and hangs up leaves no work behind (a render already running finishes).
+* A refusal comes after `REFUSAL_DELAY` seconds, not at once: a client that sends again as
+  soon as it is refused would otherwise turn refusals into a flood the event loop spends
+  itself on. The waiting request costs a timer, and its connection is under the cap.
+* Worker processes run at a lower CPU priority (``RenderCapacity.niceness``): when the
+  cores are busy, the event loop answering GETs is scheduled before a render; renders of
+  all keys share the same priority.
 * A worker process whose render runs `hard_timeout` seconds (well past the render budget,
   which stops a render from inside) is stopped and replaced; the render answers 400.
 * Worker processes start by ``forkserver`` where there is one (never a plain ``fork`` of a
@@ -33,9 +41,29 @@ from typing import Any
 from ..exceptions import RenderError
 from .render import RenderJob, render_job
 
-__all__ = ["Busy", "RenderCapacity", "RenderPool", "default_workers"]
+__all__ = [
+    "REFUSAL_DELAY",
+    "Busy",
+    "Gone",
+    "RenderCapacity",
+    "RenderPool",
+    "default_workers",
+]
 
 logger = logging.getLogger("promptory.server")
+
+#: Seconds a render refused for its key's cap waits before the 429 (its Retry-After too).
+REFUSAL_DELAY = 1
+
+
+def _lower_priority(niceness: int) -> None:
+    """Run in each worker process as it starts."""
+    if niceness <= 0:
+        return
+    try:
+        os.nice(niceness)
+    except (AttributeError, OSError):  # no nice() here, or not allowed: same priority
+        pass
 
 
 def default_workers() -> int:
@@ -58,6 +86,7 @@ class RenderCapacity:
         queue_per_key: renders of one key waiting for a turn; one more is refused (429).
         processes: render in worker processes (True) or threads (False).
         hard_timeout: seconds after which a worker process still rendering is stopped.
+        niceness: how much lower the worker processes' CPU priority is (``nice``).
     """
 
     workers: int = 0  # 0: `default_workers()`
@@ -65,6 +94,7 @@ class RenderCapacity:
     queue_per_key: int = 32
     processes: bool = True
     hard_timeout: float = 5.0
+    niceness: int = 5
 
     def __post_init__(self) -> None:
         if self.workers < 0 or self.per_key < 0 or self.queue_per_key < 0:
@@ -90,6 +120,10 @@ class Busy(Exception):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+
+
+class Gone(Exception):
+    """The client went away while its render waited for a turn; it was not run."""
 
 
 class _KeySlots:
@@ -140,16 +174,32 @@ class RenderPool:
                 context = multiprocessing.get_context(method)
                 if method == "forkserver":
                     context.set_forkserver_preload(["promptory.server.render"])
-                self._executor = ProcessPool(max_workers=workers, context=context)
+                self._executor = ProcessPool(
+                    max_workers=workers,
+                    initializer=_lower_priority,
+                    initargs=(self.capacity.niceness,),
+                    context=context,
+                )
             else:
                 self._executor = ThreadPoolExecutor(workers, thread_name_prefix="promptory-render")
         return self._executor
 
-    async def render(self, key_id: str, job: RenderJob, variables: Mapping[str, Any] | None) -> str:
+    async def render(
+        self,
+        key_id: str,
+        job: RenderJob,
+        variables: Mapping[str, Any] | None,
+        gone: asyncio.Future[Any] | None = None,
+    ) -> str:
         """Render `job` for the key `key_id` on a worker.
+
+        Args:
+            gone: done when the client has gone away; the render is dropped if it has not
+                started by then.
 
         Raises:
             Busy: the key has `per_key` renders running and `queue_per_key` waiting.
+            Gone: the client went away before the render started.
             RenderError: the template failed, or ran past `hard_timeout`.
         """
         capacity = self.capacity
@@ -157,15 +207,19 @@ class RenderPool:
         if slots is None:
             slots = self._slots[key_id] = _KeySlots(capacity.per_key_count)
         if slots.admitted >= capacity.per_key_count + capacity.queue_per_key:
+            await asyncio.sleep(REFUSAL_DELAY)
             raise Busy(
                 f"this API key has {capacity.per_key_count} render(s) running and "
-                f"{capacity.queue_per_key} waiting, the most it may; retry in 1 s",
-                retry_after=1,
+                f"{capacity.queue_per_key} waiting, the most it may; retry in {REFUSAL_DELAY} s",
+                retry_after=REFUSAL_DELAY,
             )
         slots.admitted += 1
         try:
-            async with slots.running:
+            await self._turn(slots.running, gone)
+            try:
                 ok, text = await self._run(job, variables)
+            finally:
+                slots.running.release()
         finally:
             slots.admitted -= 1
             if slots.admitted == 0:
@@ -173,6 +227,24 @@ class RenderPool:
         if not ok:
             raise RenderError(text, code="RENDER_ERROR", prompt=job.label)
         return text
+
+    @staticmethod
+    async def _turn(running: asyncio.Semaphore, gone: asyncio.Future[Any] | None) -> None:
+        """Wait for a running slot of the key, or raise `Gone` if the client leaves first."""
+        if gone is None or not running.locked():
+            await running.acquire()
+            return
+        acquire = asyncio.ensure_future(running.acquire())
+        await asyncio.wait({acquire, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if acquire.done():
+            return
+        acquire.cancel()
+        try:
+            await acquire
+        except asyncio.CancelledError:
+            raise Gone() from None
+        running.release()  # acquired as it was being cancelled
+        raise Gone()
 
     async def _run(self, job: RenderJob, variables: Mapping[str, Any] | None) -> tuple[bool, str]:
         pool = self._pool()
