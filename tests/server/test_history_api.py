@@ -18,6 +18,9 @@ MEDITATION_ID = "550e8400-e29b-41d4-a716-446655440000"
 PATH = "myorg/myapp/greeting.md"
 
 
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+
+
 def _greeting_id(client: httpx.Client) -> str:
     return str(client.get("/api/v1/prompts/by-name/myorg/myapp/greeting").json()["id"])
 
@@ -84,7 +87,9 @@ def test_history_walk_is_bounded_by_max_history(tmp_path: Any) -> None:
     for version in range(MAX_HISTORY + 5):
         repo.write_prompt("o", "a", "p", version=f"1.0.{version}")
         repo.commit(f"v{version}")
-    history = Revisions(str(repo.path)).history(repo.head, "o/a/p.md", MAX_HISTORY + 50)
+    history = Revisions(str(repo.path), resolve=str).history(
+        repo.head, "o/a/p.md", MAX_HISTORY + 50
+    )
     assert len(history.revisions) == MAX_HISTORY
     assert history.truncated
     assert history.revisions[0].version == f"1.0.{MAX_HISTORY + 4}"
@@ -132,29 +137,50 @@ def test_diff_needs_from_and_refuses_unknown_or_malformed_refs(server: RunningSe
             assert answer.json()["error"]["code"] == "REF_NOT_FOUND"
 
 
+def test_diff_reads_only_commits_the_served_history_holds(server: RunningServer) -> None:
+    repo = server.repo
+    served = repo.head
+    repo.branch("drafts")
+    repo.repo.checkout("refs/heads/drafts")
+    repo.write(PATH, "---\nname: greeting\n---\nA draft never served\n")
+    draft = repo.commit("a draft on another branch")
+    repo.repo.checkout("refs/heads/main" if repo.repo.branches.get("main") else "refs/heads/master")
+    assert repo.head == served
+    with server.client() as client:
+        base = f"/api/v1/prompts/{MEDITATION_ID}/diff"
+        for ref in (draft, draft[:12], "drafts", "refs/heads/drafts"):
+            answer = client.get(base, params={"from": ref})
+            assert answer.status_code == 404, ref
+            assert answer.json()["error"]["code"] == "REF_NOT_FOUND"
+            assert "draft never served" not in answer.text
+        assert client.get(base, params={"from": served}).status_code == 200
+
+
 def test_diff_refuses_sides_over_the_line_bound(tmp_path: Any) -> None:
     repo = PromptRepo(tmp_path / "repo")
     repo.write_prompt("o", "a", "p", "small\n")
     first = repo.commit()
     repo.write_prompt("o", "a", "p", "line\n" * (MAX_DIFF_LINES + 1))
     second = repo.commit()
-    revisions = Revisions(str(repo.path))
+    revisions = Revisions(str(repo.path), resolve=str)
     with pytest.raises(ValueError, match="over the limit of 3,000"):
         revisions.diff("o/a/p.md", first, second)
 
 
-def test_history_and_diff_are_scoped_like_the_other_routes(
+def test_history_and_diff_of_an_id_outside_the_scope_answer_as_an_unknown_id(
     prompt_repo: PromptRepo, start_server: Any
 ) -> None:
     scoped = generate_key()
     server = start_server(prompt_repo, keys=[KeyRecord.for_key(scoped, scope="futureself")])
     with server.client(scoped) as client:
         for route in ("history", f"diff?from={prompt_repo.head}"):
-            answer = client.get(f"/api/v1/prompts/{MEDITATION_ID}/{route}")
-            assert answer.status_code == 403, route
-            assert answer.json()["error"]["code"] == "FORBIDDEN"
-            missing = client.get(f"/api/v1/prompts/no-such-id/{route}")
-            assert missing.status_code == 404
+            outside = client.get(f"/api/v1/prompts/{MEDITATION_ID}/{route}")
+            unknown = client.get(f"/api/v1/prompts/{UNKNOWN_ID}/{route}")
+            assert outside.status_code == unknown.status_code == 404, route
+            assert outside.json()["error"]["code"] == "PROMPT_NOT_FOUND"
+            assert outside.content == unknown.content.replace(
+                UNKNOWN_ID.encode(), MEDITATION_ID.encode()
+            )
     with httpx.Client(base_url=server.url) as anonymous:
         assert anonymous.get(f"/api/v1/prompts/{MEDITATION_ID}/history").status_code == 401
 

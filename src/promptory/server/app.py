@@ -296,6 +296,17 @@ class _Server:
             f"this API key is scoped to {key.scope}; it cannot read {_echo(org)}/{_echo(app)}",
         )
 
+    def readable_sha(self, ref: str) -> str:
+        """The commit a client may read by `ref` (histories and diffs): as ``?ref=``, by
+        the store's rule, and nothing when ref reads are off.
+
+        Raises:
+            RefNotFoundError: not readable.
+        """
+        if not self.settings.ref_reads:
+            raise RefNotFoundError(ref, "this server reads no other commit (--no-ref-reads)")
+        return self.store.readable_sha(ref)
+
     @staticmethod
     def _unknown_id(prompt_id: str) -> Response:
         return _error(404, "PROMPT_NOT_FOUND", f"no prompt with id {_echo(prompt_id)!r}")

@@ -3,7 +3,7 @@
 ``GET /api/v1/prompts/{id}/history?limit=N&ref=R`` and
 ``GET /api/v1/prompts/{id}/diff?from=A&to=B&ref=R``. Both take the key, rate limit, ref and
 scope checks of the other prompt routes, in the same order (401, 429, 400, 404 for a ref,
-then the prompt: 404 when absent, 403 when out of the key's scope), and the same error
+then the prompt: 404 when absent or out of the key's scope, alike), and the same error
 envelope. The walking and diffing run in the thread pool (see `revisions`).
 """
 
@@ -44,7 +44,7 @@ def _echo(value: str) -> str:
 class _HistoryEndpoints:
     def __init__(self, server: _Server) -> None:
         self.server = server
-        self.revisions = Revisions(os.fspath(server.settings.repo))
+        self.revisions = Revisions(os.fspath(server.settings.repo), resolve=server.readable_sha)
 
     async def _prompt(
         self, scope: Scope, query: dict[str, str]
@@ -79,7 +79,7 @@ class _HistoryEndpoints:
             return found
         snapshot, record = found
         if not key.allows(record.org, record.app):
-            return server._forbidden(key, record.org, record.app)
+            return server._unknown_id(scope["path_params"]["id"])
         assert snapshot.commit is not None  # a snapshot holding a prompt has a commit
         history = await run_in_threadpool(
             self.revisions.history, snapshot.commit, record.path, int(raw_limit)
@@ -111,7 +111,7 @@ class _HistoryEndpoints:
             return found
         snapshot, record = found
         if not key.allows(record.org, record.app):
-            return server._forbidden(key, record.org, record.app)
+            return server._unknown_id(scope["path_params"]["id"])
         try:
             old = await run_in_threadpool(self.revisions.resolve, before)
             after = query.get("to")

@@ -23,16 +23,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
-import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pygit2
 
 from .files import PromptFileError, PromptText
-from .store import RefNotFoundError
 
 __all__ = [
     "DEFAULT_HISTORY",
@@ -55,8 +54,6 @@ MAX_WALK = 10_000
 MAX_DIFF_LINES = 3_000
 #: The longest commit message returned, in characters.
 MAX_MESSAGE = 4_000
-
-_CLIENT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]{0,199}")
 
 
 class DiffTooLarge(ValueError):
@@ -216,11 +213,13 @@ class Revisions:
 
     Args:
         path: the repository.
+        resolve: a client's ref -> the full sha of a commit the client may read.
         cache_size: how many histories to keep.
     """
 
-    def __init__(self, path: str, *, cache_size: int = 64) -> None:
+    def __init__(self, path: str, *, resolve: Callable[[str], str], cache_size: int = 64) -> None:
         self._path = path
+        self._resolve = resolve
         self._repo: Any = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, str], History] = OrderedDict()
@@ -232,24 +231,14 @@ class Revisions:
         return self._repo
 
     def resolve(self, ref: str) -> str:
-        """The full sha of the commit a client's ref names.
+        """The full sha of the commit a client's ref names, by the server's rule of which
+        commits a client may read (`PromptStore.readable_sha`): never another branch, a
+        stash or a commit the served history does not hold.
 
         Raises:
-            RefNotFoundError: the ref is malformed or names no commit.
+            RefNotFoundError: the ref is malformed, names no commit, or one not readable.
         """
-        if _CLIENT_REF.fullmatch(ref) is None or ".." in ref or "//" in ref:
-            raise RefNotFoundError(ref, "not a branch, tag or commit id")
-        with self._lock:
-            repo = self._repository()
-            try:
-                target = repo.revparse_single(ref)
-            except (KeyError, ValueError, pygit2.GitError) as exc:
-                reason = "ambiguous" if "ambiguous" in str(exc) else "no such branch, tag or commit"
-                raise RefNotFoundError(ref, reason) from None
-            try:
-                return str(target.peel(pygit2.Commit).id)
-            except (pygit2.GitError, ValueError, TypeError):
-                raise RefNotFoundError(ref, "does not name a commit") from None
+        return self._resolve(ref)
 
     @staticmethod
     def _blob(commit: Any, path: str) -> Any:

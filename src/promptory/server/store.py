@@ -1004,6 +1004,23 @@ class PromptStore:
                 self._cache.move_to_end(sha)
             return ResolvedRef(snapshot, True)
 
+    def readable_sha(self, ref: str) -> str:
+        """The full id of the commit a client's ref names, by the rule of `snapshot_at`
+        (the served ref by its name, or a tag or commit id the served history holds),
+        without building its snapshot.
+
+        Raises:
+            RefNotFoundError: the ref is malformed, names no commit, or one that is not
+                readable by that rule.
+        """
+        if _CLIENT_REF.fullmatch(ref) is None or ".." in ref or "//" in ref:
+            raise RefNotFoundError(ref, "not a tag or a commit id")
+        with self._lock:
+            current = self._snapshot
+            if ref in self._served_names() and current.commit is not None:
+                return current.commit
+            return str(self._readable_commit(ref, current.commit).id)
+
     def _served_names(self) -> set[str]:
         """The names a client may give the served ref by: as configured, and the branch
         it resolves to (``main`` and ``refs/heads/main`` when serving ``HEAD`` on main)."""
