@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..exceptions import RenderError
 from ._common import MissingExtra, Subcommands, fail, import_extra
 
 __all__ = ["Finding", "add_lint", "cmd_lint", "lint_tree"]
@@ -131,7 +132,13 @@ def lint_tree(root: Path, *, org: str | None = None, app: str | None = None) -> 
                     f"unknown front-matter key {key!r} (the server ignores it)",
                 )
             )
-        used = rendering.compile_body(parsed.body).info.variables
+        try:
+            used = rendering.compile_body(parsed.body).info.variables
+        except RenderError as exc:  # a body the server would not serve either
+            findings.append(
+                Finding(relative, text.front_text.count("\n") + 3, "error", exc.message)
+            )
+            continue
         prompts.append(
             _Prompt(
                 path=relative,
