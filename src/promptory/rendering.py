@@ -113,6 +113,27 @@ class RenderLimitExceeded(SecurityError):
     """A template went past one of the render limits."""
 
 
+class TemplateTooComplex(TemplateSyntaxError):
+    """A template Jinja reads but that cannot be compiled: 25 nested `{% for %}` blocks
+    (Python allows 20), 300 nested parentheses, an expression that exhausts the stack.
+
+    `PromptEnvironment` raises it in place of Python's `SyntaxError`, `RecursionError` or
+    `MemoryError` (and their thousands of frames), so whatever handles a syntax error,
+    wherever a template is compiled, handles it too."""
+
+
+def _too_complex(exc: Exception) -> TemplateTooComplex:
+    if isinstance(exc, SyntaxError):  # Python's own limits, IndentationError included
+        why = f"too deeply nested to compile ({exc.msg})"
+    elif isinstance(exc, RecursionError):
+        why = "too deeply nested to compile"
+    elif isinstance(exc, MemoryError):
+        why = "too large to compile"
+    else:
+        why = f"could not be compiled ({type(exc).__name__}: {str(exc)[:200]})"
+    return TemplateTooComplex(f"template {why}; flatten it or split it into smaller prompts", 1)
+
+
 # The clock every deadline check reads, bound once: the checks run on every loop iteration
 # and every call a template makes.
 _monotonic = time.monotonic
@@ -687,11 +708,32 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
         self.globals["lipsum"] = _safe_lipsum
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
-        result = _Guard().visit(tree)
+        try:
+            tree = super()._parse(source, name, filename)
+            result = _Guard().visit(tree)
+        except (RecursionError, MemoryError) as exc:
+            raise _too_complex(exc) from None
         assert isinstance(result, nodes.Template)
         result.set_environment(self)  # the guard's new nodes need it too
         return result
+
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
+        try:
+            return super()._generate(source, name, filename, defer_init=defer_init)
+        except (RecursionError, MemoryError) as exc:
+            raise _too_complex(exc) from None
+
+    def _compile(self, source: str, filename: str) -> CodeType:
+        try:
+            return super()._compile(source, filename)
+        except (SyntaxError, RecursionError, MemoryError) as exc:
+            raise _too_complex(exc) from None
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """Attribute access from a template. Names starting with an underscore are refused
@@ -925,21 +967,8 @@ def _globals(environment: Environment) -> dict[str, Any]:
 
 
 def _uncompilable(exc: Exception, label: str | None) -> RenderError:
-    """The error for a body that Jinja reads but that cannot be compiled: 25 nested
-    `{% for %}` blocks (Python allows 20), 300 nested parentheses, a huge expression."""
-    if isinstance(exc, SyntaxError):  # Python's own limits, IndentationError included
-        why = f"too deeply nested to compile ({exc.msg})"
-    elif isinstance(exc, RecursionError):
-        why = "too deeply nested to compile"
-    elif isinstance(exc, MemoryError):
-        why = "too large to compile"
-    else:
-        why = f"could not be compiled ({type(exc).__name__}: {str(exc)[:200]})"
-    return RenderError(
-        f"{_about(label)}template {why}; flatten it or split it into smaller prompts",
-        code="TEMPLATE_SYNTAX_ERROR",
-        prompt=label,
-    )
+    message = exc.message if isinstance(exc, TemplateTooComplex) else _too_complex(exc).message
+    return RenderError(f"{_about(label)}{message}", code="TEMPLATE_SYNTAX_ERROR", prompt=label)
 
 
 def compile_body(body: str, *, label: str | None = None) -> CompiledTemplate:
@@ -957,15 +986,15 @@ def compile_body(body: str, *, label: str | None = None) -> CompiledTemplate:
         tree = _ENV._parse(body, label, None)
         references = tuple(meta.find_referenced_templates(tree))
         code = _ENV.compile(tree, name=label)
+    except TemplateTooComplex as exc:
+        raise _uncompilable(exc, label) from None
     except TemplateSyntaxError as exc:
         raise RenderError(
             f"{_about(label)}template syntax error on line {exc.lineno}: {exc.message}",
             code="TEMPLATE_SYNTAX_ERROR",
             prompt=label,
         ) from exc
-    except Exception as exc:
-        # Jinja parsed it, but its parser, its code generator or Python's compiler ran out
-        # of stack or hit a nesting limit. The traceback (thousands of frames) is dropped.
+    except Exception as exc:  # anything else a hostile body makes Jinja's tree walks raise
         raise _uncompilable(exc, label) from None
     template = Template.from_code(_ENV, code, _globals(_ENV))
     compiled = CompiledTemplate(body, code, template, references)

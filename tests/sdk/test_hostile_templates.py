@@ -18,10 +18,12 @@ from typing import Any
 
 import pytest
 from jinja2.defaults import DEFAULT_FILTERS
+from jinja2.exceptions import TemplateSyntaxError
 
 from promptory import Prompt, RenderError, rendering
 from promptory.rendering import (
     DEFAULT_LIMITS,
+    PromptEnvironment,
     RenderLimits,
     compile_body,
     render_template,
@@ -188,6 +190,15 @@ def test_body_python_cannot_compile_is_a_short_render_error(name: str) -> None:
         # No chained RecursionError: a report of it would be thousands of frames long.
         assert error.__cause__ is None and error.__suppress_context__
         assert len("".join(traceback.format_exception(error))) < 5000
+
+
+@pytest.mark.parametrize("name", sorted(UNCOMPILABLE))
+def test_any_compile_in_the_sandbox_reports_python_limits_as_a_syntax_error(name: str) -> None:
+    # The server compiles includes through its own environment: a syntax error there is
+    # a 400, where a RecursionError would be a 500.
+    with pytest.raises(TemplateSyntaxError) as caught:
+        PromptEnvironment().from_string(UNCOMPILABLE[name])
+    assert "too deeply nested to compile" in caught.value.message
 
 
 @pytest.mark.parametrize("name", sorted(INERT))
