@@ -1033,7 +1033,8 @@ def render_template(
         assert isinstance(limits, RenderLimits)
     token = _BUDGET.set(_Budget(limits))
     try:
-        context = template.new_context(dict(variables))
+        # new_context copies the variables into the render's own context.
+        context = template.new_context(variables if type(variables) is dict else dict(variables))
         return environment.concat(template.root_render_func(context))
     except Exception as exc:
         raise _render_error(exc, template, label) from exc
