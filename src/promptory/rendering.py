@@ -386,8 +386,9 @@ def _guard_call(
 
     Every call checks the deadline. A call that walks its input (argument `walks`: 0 for
     the filtered value, 1 for a test's second operand) is charged for it first (see
-    `_walk_input`); `check` sees the arguments before the call; the result of a checked
-    call is sized after it, as is any text a walking call returns.
+    `_walk_input`). `check` sees the arguments before the call, and the result of a checked
+    call is sized after it; what an unchecked call returns is a small multiple of what it
+    walked at most.
 
     Filters marked `pass_context`, `pass_eval_context` or `pass_environment` get that object
     first: the wrapper keeps the mark and shows `check` only the filter's own arguments."""
@@ -398,17 +399,8 @@ def _guard_call(
     position = offset + (walks or 0)
 
     def charge_input(budget: _Budget, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        limits = budget.limits
         value = args[position]
-        if (
-            type(value) is str
-            and not word_by_word
-            and len(value) <= limits.max_output
-            and len(value) + budget.allocated <= limits.max_allocated
-        ):
-            budget.allocated += len(value)  # the common case, without the general path
-            return args
-        cap = limits.max_items if word_by_word else limits.max_output
+        cap = budget.limits.max_items if word_by_word else budget.limits.max_output
         walked = _walk_input(value, budget, what, cap)
         if walked is value:
             return args
@@ -432,12 +424,12 @@ def _guard_call(
                 value = args[position]
                 limits = budget.limits
                 if type(value) is str and len(value) <= limits.max_output and not word_by_word:
-                    budget.allocated += len(value)  # the common case, inline
+                    budget.allocated += len(value)  # the common case, without a call
                     if budget.allocated > limits.max_allocated:
                         budget.spend(0)  # raises, naming the limit
                 else:
                     args = charge_input(budget, args)
-            # What a walking call returns is bounded by what it was given (charged).
+            # What it returns is a small multiple at most of what it walked (charged).
             return original(*args, **kwargs)
 
     else:
