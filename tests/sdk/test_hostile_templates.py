@@ -17,7 +17,7 @@ import traceback
 from typing import Any
 
 import pytest
-from jinja2.defaults import DEFAULT_FILTERS
+from jinja2.defaults import DEFAULT_FILTERS, DEFAULT_TESTS
 from jinja2.exceptions import TemplateSyntaxError
 
 from promptory import Prompt, RenderError, rendering
@@ -39,6 +39,7 @@ from .hostile_corpus import (
     REFUSED,
     UNCOMPILABLE,
     WALKING_FILTERS,
+    nested_walk,
     oversized_inputs,
 )
 
@@ -128,6 +129,46 @@ def test_filter_given_more_than_one_call_may_walk_is_refused_before_it_runs(
         "call",
         str(caught.value),
     ), caught.value
+
+
+#: The second operand of the builtin tests that take one (every other takes none).
+TEST_OPERANDS = dict.fromkeys(
+    [
+        "!=",
+        "<",
+        "<=",
+        "==",
+        ">",
+        ">=",
+        "divisibleby",
+        "eq",
+        "equalto",
+        "ge",
+        "greaterthan",
+        "gt",
+        "le",
+        "lessthan",
+        "lt",
+        "ne",
+        "sameas",
+    ],
+    ", 3",
+)
+TEST_OPERANDS["in"] = ", n"
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_TESTS))
+def test_builtin_test_in_nested_loops_stops_at_a_limit(name: str) -> None:
+    # Each test, through `select`, on 2,500 numbers, 63 x 63 times.
+    expression = f"n | select('{name}'{TEST_OPERANDS.get(name, '')}) | list"
+    template = compile_body(nested_walk(expression, 2)).template
+    started = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        render_template(template, {}, label="o/a/p", limits=FAMILY_LIMITS)
+    elapsed = time.monotonic() - started
+    assert caught.value.code == "RENDER_LIMIT", caught.value
+    assert LIMIT_NAMED.search(str(caught.value)), caught.value
+    assert elapsed < FAMILY_LIMITS.max_seconds + SLACK
 
 
 def test_every_builtin_filter_is_in_the_family_or_listed_as_not_walking() -> None:
