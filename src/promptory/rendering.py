@@ -8,23 +8,30 @@ that also refuses to mutate lists and dicts passed in), autoescape off, trailing
 the default `Undefined` (a missing variable renders as nothing and is false in `{% if %}`).
 
 Prompt bodies come from a repository many people write to and are rendered on servers, so a
-body is hostile input. The sandbox already refuses `__class__`, `__globals__` and the like; on
-top of it every render runs under a budget (`RenderLimits`):
+body is hostile input. The sandbox already refuses `__class__`, `__globals__` and the like (and
+`|attr("format")` goes through the same lookup, whichever Jinja2 is installed: CVE-2025-27516);
+on top of it every render runs under a budget (`RenderLimits`):
 
-* a time limit, checked on every loop iteration, call, guarded operator and join, so nested
-  loops or deep recursion end within it;
+* a time limit, checked on every loop iteration and on every filter, test, macro, global and
+  method call, so nested loops or deep recursion end within it;
+* a limit on the work of one call: a filter, test or method call is charged for the input
+  it walks (one per character or item) before it runs, and refused past `max_items` items or
+  `max_output` characters, so no single call runs long past the deadline;
 * an output limit on every join the template makes (its output, macros, `{% set %}` blocks);
-* a limit on the data that guarded operations create, so `'x' * 10**9`, `10 ** 10 ** 10`,
-  doubling a string in a loop or nesting shared lists cannot exhaust memory before the
-  output limit is reached;
+* a limit on the data that guarded operations create and calls walk, in all, so
+  `'x' * 10**9`, `10 ** 10 ** 10`, doubling a string in a loop or nesting shared lists cannot
+  exhaust memory before the output limit is reached;
 * limits on the arguments that size a result (`center(10**9)`, `"%9999999d"|format(1)`,
   `'x'.ljust(10**9)`, `lipsum(10**9)`, `batch(10**9, 'x')`).
 
 The guards are put into the template's syntax tree before it is compiled (loops iterate
 through `promptory:iter`, `~` goes through `promptory:concat`, list and dict literals through
-`promptory:weigh`); those names cannot be written in a template.
+`promptory:weigh`); those names cannot be written in a template. Every filter and test is
+wrapped once, when the environment is built; calls go through `PromptEnvironment.call`.
 
-Compilation happens once per body (`compile_body` keeps the latest ones), never per render.
+Compilation happens once per body (`compile_body` keeps the latest ones), never per render. A
+body that Jinja reads but Python cannot compile (25 nested `{% for %}`, 300 nested
+parentheses) is a `RenderError`, like a syntax error.
 """
 
 from __future__ import annotations
@@ -34,19 +41,30 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from inspect import getattr_static
 from types import CodeType, TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
-from jinja2 import BaseLoader, Environment, StrictUndefined, Template, Undefined, meta, nodes
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    StrictUndefined,
+    Template,
+    Undefined,
+    meta,
+    nodes,
+    pass_environment,
+)
 from jinja2.exceptions import (
     SecurityError,
     TemplateNotFound,
     TemplateSyntaxError,
     UndefinedError,
 )
+from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
@@ -69,18 +87,24 @@ class RenderLimits:
     """Bounds on one render.
 
     Attributes:
-        max_output: characters the rendered text (and any one string it builds) may hold.
+        max_output: characters the rendered text (and any one string it builds) may hold;
+            also the most characters one filter, test or method call may walk.
         max_seconds: wall-clock seconds one render may take.
-        max_allocated: characters (or list items) the template's guarded operations may
-            create in one render, in all.
+        max_allocated: characters or items the template may build and walk in one render,
+            in all: what its guarded operations create, and the input every filter, test
+            and method call walks.
         max_width: the largest width, count or repeat argument a filter or string method
             accepts.
+        max_items: the most items (of a list, a dict, any iterable) one filter, test or
+            method call may walk; text that a filter handles word by word in Python
+            (`urlize`, `wordwrap`) counts a character as an item.
     """
 
     max_output: int = 1_000_000
     max_seconds: float = 0.5
     max_allocated: int = 8_000_000
     max_width: int = 100_000
+    max_items: int = 100_000
 
 
 DEFAULT_LIMITS = RenderLimits()
@@ -90,6 +114,32 @@ class RenderLimitExceeded(SecurityError):
     """A template went past one of the render limits."""
 
 
+class TemplateTooComplex(TemplateSyntaxError):
+    """A template Jinja reads but that cannot be compiled: 25 nested `{% for %}` blocks
+    (Python allows 20), 300 nested parentheses, an expression that exhausts the stack.
+
+    `PromptEnvironment` raises it in place of Python's `SyntaxError`, `RecursionError` or
+    `MemoryError` (and their thousands of frames), so whatever handles a syntax error,
+    wherever a template is compiled, handles it too."""
+
+
+def _too_complex(exc: Exception) -> TemplateTooComplex:
+    if isinstance(exc, SyntaxError):  # Python's own limits, IndentationError included
+        why = f"too deeply nested to compile ({exc.msg})"
+    elif isinstance(exc, RecursionError):
+        why = "too deeply nested to compile"
+    elif isinstance(exc, MemoryError):
+        why = "too large to compile"
+    else:
+        why = f"could not be compiled ({type(exc).__name__}: {str(exc)[:200]})"
+    return TemplateTooComplex(f"template {why}; flatten it or split it into smaller prompts", 1)
+
+
+# The clock every deadline check reads, bound once: the checks run on every loop iteration
+# and every call a template makes.
+_monotonic = time.monotonic
+
+
 class _Budget:
     """What one render may still spend. One per render, held in a context variable."""
 
@@ -97,28 +147,48 @@ class _Budget:
 
     def __init__(self, limits: RenderLimits) -> None:
         self.limits = limits
-        self.deadline = time.monotonic() + limits.max_seconds
+        self.deadline = _monotonic() + limits.max_seconds
         self.allocated = 0
 
     def tick(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise RenderLimitExceeded(
-                f"render took longer than {self.limits.max_seconds:g} s and was stopped"
-            )
+        if _monotonic() > self.deadline:
+            self.expired()
+
+    def expired(self) -> NoReturn:
+        raise RenderLimitExceeded(
+            f"render took longer than {self.limits.max_seconds:g} s and was stopped"
+        )
 
     def charge(self, size: int) -> None:
+        """Count `size` characters or items that one operation is about to build."""
+        self.built(size)
+        self.tick()
+
+    def built(self, size: int) -> None:
+        """Count `size` characters or items built by one operation."""
         if size > self.limits.max_output:
             raise RenderLimitExceeded(
                 f"an expression would build {size:,} characters or items, over the "
                 f"limit of {self.limits.max_output:,}"
             )
+        self.spend(size)
+
+    def walk(self, count: int, noun: str, cap: int, what: str) -> None:
+        """Count `count` characters or items (`noun`) that one call (`what`) walks, at
+        most `cap` of them."""
+        if count > cap:
+            raise RenderLimitExceeded(
+                f"{what} was given {count:,} {noun}, over the limit of {cap:,} per call"
+            )
+        self.spend(count)
+
+    def spend(self, size: int) -> None:
         self.allocated += size
         if self.allocated > self.limits.max_allocated:
             raise RenderLimitExceeded(
-                f"the template built more than {self.limits.max_allocated:,} characters or "
-                "items in all"
+                f"the template built or walked more than {self.limits.max_allocated:,} "
+                "characters or items in all"
             )
-        self.tick()
 
 
 _BUDGET: ContextVar[_Budget | None] = ContextVar("promptory_render_budget", default=None)
@@ -134,6 +204,10 @@ def _budget() -> _Budget:
 # --- sizing values ---------------------------------------------------------------------------
 
 
+_TEXT = frozenset({str})
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def _weight(value: Any, limit: int) -> int:
     """How many characters or items `value` expands to, counting shared references every
     time they occur (that is what `str()` of it would write). Stops counting past `limit`,
@@ -141,8 +215,16 @@ def _weight(value: Any, limit: int) -> int:
     kind = type(value)
     if kind is str:
         return len(value)
-    if kind is list and all(type(item) is str for item in value):
-        return len(value) + 1 + sum(map(len, value))
+    if kind is list or kind is tuple:
+        # The common flat lists are measured at C speed: a list doubled in a loop must not
+        # cost a Python step per item at every doubling.
+        if len(value) > limit:
+            return len(value) + 1
+        kinds = set(map(type, value))
+        if kinds <= _TEXT:
+            return len(value) + 1 + sum(map(len, value))
+        if kinds <= _SCALARS:
+            return len(value) + 1
     total = 0
     stack = [value]
     while stack:
@@ -221,14 +303,17 @@ def _scan_format_string(fmt: str, limits: RenderLimits, *, braces: bool) -> None
 
 
 def _guard_iter(value: Any) -> Any:
-    budget = _budget()
-    return _guarded_iteration(iter(value), budget)
+    return _guarded_iteration(iter(value), _budget())
 
 
 def _guarded_iteration(iterator: Iterable[Any], budget: _Budget) -> Any:
-    for count, item in enumerate(iterator, start=1):
-        if not count & 63:  # the clock is cheap, but not free: look every 64 items
-            budget.tick()
+    # The clock is read on every item: one iteration's body may be a whole filter call
+    # (`{% for a in x %}{% set _ = l | sort %}{% endfor %}`), so looking only every few
+    # items would let a few expensive bodies run past the deadline.
+    deadline = budget.deadline
+    for item in iterator:
+        if _monotonic() > deadline:
+            budget.expired()
         yield item
 
 
@@ -245,32 +330,132 @@ def _guard_weigh(value: Any) -> Any:
     return value
 
 
-def _wrap_filter(
-    original: Callable[..., Any], check: Callable[[_Budget, tuple[Any, ...], dict[str, Any]], None]
+#: Container types whose size `len()` gives without running template code.
+_SIZED = frozenset({list, tuple, dict, FrozenDict, set, frozenset, range})
+
+
+def _walk_input(value: Any, budget: _Budget, what: str, text_cap: int) -> Any:
+    """Charge what a call will walk of `value`, before it runs.
+
+    A sized value is charged by its length, and refused over the per-call cap (`text_cap`
+    characters of text, `max_items` items otherwise). An iterator's length is not known in
+    advance: it comes back wrapped, charged item by item, capped, and with the deadline
+    checked on every item. Returns the value to pass on."""
+    kind = type(value)
+    if kind is str:
+        budget.walk(len(value), "characters", text_cap, what)
+    elif kind in _SIZED:
+        budget.walk(len(value), "items", budget.limits.max_items, what)
+    elif kind in _SCALARS or isinstance(value, Undefined):
+        pass  # a number walks nothing; an undefined value is left to the call (strict raises)
+    elif isinstance(value, str):
+        budget.walk(len(value), "characters", text_cap, what)
+    elif hasattr(kind, "__next__"):
+        return _walked_iteration(value, budget, what)
+    elif hasattr(kind, "__len__"):
+        budget.walk(len(value), "items", budget.limits.max_items, what)
+    return value
+
+
+def _walked_iteration(iterator: Iterator[Any], budget: _Budget, what: str) -> Any:
+    cap = budget.limits.max_items
+    deadline = budget.deadline
+    for count, item in enumerate(iterator, start=1):
+        if count > cap:
+            raise RenderLimitExceeded(
+                f"{what} was given more than {cap:,} items, the limit per call"
+            )
+        budget.spend(1)
+        if _monotonic() > deadline:
+            budget.expired()
+        yield item
+
+
+_Check = Callable[[_Budget, tuple[Any, ...], dict[str, Any]], None]
+
+
+def _guard_call(
+    kind: str,
+    name: str,
+    original: Callable[..., Any],
+    *,
+    check: _Check | None = None,
+    walks: int | None = None,
+    word_by_word: bool = False,
 ) -> Callable[..., Any]:
-    """`original` with `check` run on its arguments first and its result sized after.
+    """`original` (a filter or a test) with the render budget applied to every call.
+
+    Every call checks the deadline. A call that walks its input (argument `walks`: 0 for
+    the filtered value, 1 for a test's second operand) is charged for it first (see
+    `_walk_input`). `check` sees the arguments before the call, and the result of a checked
+    call is sized after it; what an unchecked call returns is a small multiple of what it
+    walked at most.
 
     Filters marked `pass_context`, `pass_eval_context` or `pass_environment` get that object
     first: the wrapper keeps the mark and shows `check` only the filter's own arguments."""
     pass_arg = getattr(original, "jinja_pass_arg", None)
     offset = 0 if pass_arg is None else 1
+    what = f"{kind} {name!r}"
 
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        budget = _budget()
-        check(budget, args[offset:], kwargs)
-        result = original(*args, **kwargs)
-        if isinstance(result, (str, list)):
-            budget.charge(_weight(result, budget.limits.max_output))
-        return result
+    position = offset + (walks or 0)
 
-    guarded.__name__ = getattr(original, "__name__", "filter")
+    def charge_input(budget: _Budget, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        value = args[position]
+        cap = budget.limits.max_items if word_by_word else budget.limits.max_output
+        walked = _walk_input(value, budget, what, cap)
+        if walked is value:
+            return args
+        return (*args[:position], walked, *args[position + 1 :])
+
+    if walks is None and check is None:
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            budget = _BUDGET.get()
+            if budget is not None and _monotonic() > budget.deadline:
+                budget.expired()
+            return original(*args, **kwargs)
+
+    elif check is None:
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            budget = _BUDGET.get() or _budget()
+            if _monotonic() > budget.deadline:
+                budget.expired()
+            if len(args) > position:
+                value = args[position]
+                limits = budget.limits
+                if type(value) is str and len(value) <= limits.max_output and not word_by_word:
+                    budget.allocated += len(value)  # the common case, without a call
+                    if budget.allocated > limits.max_allocated:
+                        budget.spend(0)  # raises, naming the limit
+                else:
+                    args = charge_input(budget, args)
+            # What it returns is a small multiple at most of what it walked (charged).
+            return original(*args, **kwargs)
+
+    else:
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            budget = _BUDGET.get() or _budget()
+            if _monotonic() > budget.deadline:
+                budget.expired()
+            if walks is not None and len(args) > position:
+                args = charge_input(budget, args)
+            assert check is not None
+            check(budget, args[offset:], kwargs)
+            result = original(*args, **kwargs)
+            if isinstance(result, (str, list)):
+                budget.charge(_weight(result, budget.limits.max_output))
+            return result
+
+    guarded.__name__ = getattr(original, "__name__", kind)
     guarded.__doc__ = original.__doc__
     if pass_arg is not None:
         guarded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
     return guarded
 
 
-def _widths(*names: str) -> Callable[[_Budget, tuple[Any, ...], dict[str, Any]], None]:
+def _widths(*names: str) -> _Check:
     """A check that the value-sizing arguments (positions 1.. or by name) are small."""
 
     def check(budget: _Budget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -405,7 +590,7 @@ def _filter(node: nodes.Expr, name: str) -> nodes.Filter:
 
 # --- the environment -------------------------------------------------------------------------
 
-_SIZING_FILTERS: dict[str, Callable[[_Budget, tuple[Any, ...], dict[str, Any]], None]] = {
+_SIZING_FILTERS: dict[str, _Check] = {
     "center": _widths("width"),
     "indent": _check_indent,
     "wordwrap": _check_wordwrap,
@@ -416,15 +601,55 @@ _SIZING_FILTERS: dict[str, Callable[[_Budget, tuple[Any, ...], dict[str, Any]], 
     "replace": _check_replace,
     "join": _check_join,
     "sum": _check_sum,
-    "list": lambda budget, args, kwargs: None,
-    "map": lambda budget, args, kwargs: None,
-    "string": lambda budget, args, kwargs: None,
-    "tojson": lambda budget, args, kwargs: None,
-    "pprint": lambda budget, args, kwargs: None,
-    "xmlattr": lambda budget, args, kwargs: None,
-    "urlize": lambda budget, args, kwargs: None,
 }
 
+#: Builtin filters whose work does not grow with their input: they look at its length, one
+#: item or a number, or their work is bounded by a checked argument (`truncate`). A deadline
+#: check is all they need. Every other filter, a builtin added by a later Jinja2 included,
+#: is charged for the input it walks.
+CONSTANT_FILTERS = frozenset(
+    {
+        "abs",
+        "attr",
+        "count",
+        "d",
+        "default",
+        "filesizeformat",
+        "first",
+        "last",
+        "length",
+        "random",
+        "round",
+        "truncate",
+    }
+)
+#: Filters that handle text word by word in Python: there a character costs what an item
+#: does, so they take at most `max_items` characters per call.
+_WORD_BY_WORD_FILTERS = frozenset({"urlize", "wordwrap"})
+#: Tests that walk an operand, by its position (0 is the tested value): `x is in seq`.
+_WALKING_TESTS = {"in": 1}
+#: Methods of str, list and dict whose work does not grow with the object they belong to;
+#: every other method call on one of those is charged for the object's size.
+_CONSTANT_METHODS = frozenset({"get", "items", "keys", "values", "startswith", "endswith"})
+
+
+@pass_environment
+def _attr(environment: Environment, obj: Any, name: str) -> Any:
+    """The `attr` filter, through the environment's own attribute lookup.
+
+    Jinja2 before 3.1.6 read the attribute with a plain `getattr`, which handed a template
+    the raw `str.format` and let it read any object's globals (CVE-2025-27516). This is
+    3.1.6's version, kept here so the sandbox holds whichever Jinja2 is installed."""
+    try:
+        getattr_static(obj, name)
+    except AttributeError:
+        # A dynamic attribute (`__getattr__`); there is no descriptor to run.
+        if not hasattr(obj, name):
+            return environment.undefined(obj=obj, name=name)
+    return environment.getattr(obj, name)
+
+
+_BUILTIN_METHOD = type("".format)
 _DICT_ATTRIBUTES = frozenset(dir(dict)) | frozenset(dir(FrozenDict))
 _STR_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _INT_BITS_LIMIT = 100_000
@@ -454,19 +679,54 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
         )
         self.limits = limits
         self.concat = _make_concat(limits.max_output)  # type: ignore[method-assign]
-        for name, check in _SIZING_FILTERS.items():
-            self.filters[name] = _wrap_filter(self.filters[name], check)
+        # Every filter and test is wrapped once, here: each call a template makes checks
+        # the deadline and pays for the input it walks (calls of globals, macros and
+        # methods go through `call`).
+        self.filters["attr"] = _attr
+        for name, original in list(self.filters.items()):
+            self.filters[name] = _guard_call(
+                "filter",
+                name,
+                original,
+                check=_SIZING_FILTERS.get(name),
+                walks=None if name in CONSTANT_FILTERS else 0,
+                word_by_word=name in _WORD_BY_WORD_FILTERS,
+            )
+        tests: dict[str, Any] = dict(self.tests)
+        for name, test in tests.items():
+            self.tests[name] = _guard_call("test", name, test, walks=_WALKING_TESTS.get(name))
         self.filters[GUARD_ITER] = _guard_iter
         self.filters[GUARD_CONCAT] = _guard_concat
         self.filters[GUARD_WEIGH] = _guard_weigh
         self.globals["lipsum"] = _safe_lipsum
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
-        result = _Guard().visit(tree)
+        try:
+            tree = super()._parse(source, name, filename)
+            result = _Guard().visit(tree)
+        except (RecursionError, MemoryError) as exc:
+            raise _too_complex(exc) from None
         assert isinstance(result, nodes.Template)
         result.set_environment(self)  # the guard's new nodes need it too
         return result
+
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
+        try:
+            return super()._generate(source, name, filename, defer_init=defer_init)
+        except (RecursionError, MemoryError) as exc:
+            raise _too_complex(exc) from None
+
+    def _compile(self, source: str, filename: str) -> CodeType:
+        try:
+            return super()._compile(source, filename)
+        except (SyntaxError, RecursionError, MemoryError) as exc:
+            raise _too_complex(exc) from None
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """Attribute access from a template. Names starting with an underscore are refused
@@ -523,11 +783,29 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
         return self.binop_table[operator](left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        """Call a function from a template, after the time, width and size checks."""
+        """Call a function, macro or method from a template, after the time, width and size
+        checks. A method of a str, list or dict is charged for the size of its object."""
         budget = _budget()
         budget.tick()
+        if (
+            type(__obj) is _BUILTIN_METHOD
+            and getattr(__obj, "__name__", "") in ("format", "format_map")
+            and isinstance(getattr(__obj, "__self__", None), str)
+        ):
+            # A raw `str.format` got here without the attribute lookup seeing it (as
+            # `|attr("format")` did before Jinja2 3.1.6): it is sandboxed at the call too.
+            wrapped = __self.wrap_str_format(__obj)
+            if wrapped is not None:
+                __obj = wrapped
+        elif isinstance(__obj, LoopContext) and args:
+            # `loop(children)` in a recursive loop: the children are iterated as any loop is.
+            args = (_guard_iter(args[0]), *args[1:])
         target = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped by the sandbox
         owner = getattr(target, "__self__", None)
+        if owner is not None and (type(owner) in _SIZED or isinstance(owner, str)):
+            method = getattr(target, "__name__", "")
+            if method not in _CONSTANT_METHODS:
+                _walk_input(owner, budget, f"method {method!r}", budget.limits.max_output)
         if isinstance(owner, str):
             method = getattr(target, "__name__", "")
             if method in _STR_WIDTH_METHODS:
@@ -623,7 +901,10 @@ class CompiledTemplate:
         never needs them, so a body is parsed for them only when asked)."""
         info = self._info
         if info is None:
-            info = self._info = _analyse(self.body)
+            try:
+                info = self._info = _analyse(self.body)
+            except Exception as exc:  # the analysis recurses deeper than compiling did
+                raise _uncompilable(exc, None) from None
         return info
 
     @property
@@ -689,11 +970,17 @@ def _globals(environment: Environment) -> dict[str, Any]:
     return dict(environment.make_globals(None))
 
 
+def _uncompilable(exc: Exception, label: str | None) -> RenderError:
+    message = exc.message if isinstance(exc, TemplateTooComplex) else _too_complex(exc).message
+    return RenderError(f"{_about(label)}{message}", code="TEMPLATE_SYNTAX_ERROR", prompt=label)
+
+
 def compile_body(body: str, *, label: str | None = None) -> CompiledTemplate:
     """Compile a prompt body in the shared sandbox, or return the copy compiled before.
 
     Raises:
-        RenderError: the body is not a valid template; the message names the line.
+        RenderError: the body is not a valid template (the message names the line), or it
+            is one Python cannot compile (nested too deeply, too large).
     """
     compiled = _COMPILED.get(body)
     if compiled is not None:
@@ -703,12 +990,16 @@ def compile_body(body: str, *, label: str | None = None) -> CompiledTemplate:
         tree = _ENV._parse(body, label, None)
         references = tuple(meta.find_referenced_templates(tree))
         code = _ENV.compile(tree, name=label)
+    except TemplateTooComplex as exc:
+        raise _uncompilable(exc, label) from None
     except TemplateSyntaxError as exc:
         raise RenderError(
             f"{_about(label)}template syntax error on line {exc.lineno}: {exc.message}",
             code="TEMPLATE_SYNTAX_ERROR",
             prompt=label,
         ) from exc
+    except Exception as exc:  # anything else a hostile body makes Jinja's tree walks raise
+        raise _uncompilable(exc, label) from None
     template = Template.from_code(_ENV, code, _globals(_ENV))
     compiled = CompiledTemplate(body, code, template, references)
     with _COMPILED_LOCK:
@@ -746,7 +1037,8 @@ def render_template(
         assert isinstance(limits, RenderLimits)
     token = _BUDGET.set(_Budget(limits))
     try:
-        context = template.new_context(dict(variables))
+        # new_context copies the variables into the render's own context.
+        context = template.new_context(variables if type(variables) is dict else dict(variables))
         return environment.concat(template.root_render_func(context))
     except Exception as exc:
         raise _render_error(exc, template, label) from exc

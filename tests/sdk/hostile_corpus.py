@@ -108,3 +108,180 @@ REFUSED.update(
         "wordwrap_slow": ("{{ ('x' * 999999) | wordwrap(1) }}", {}),
     }
 )
+
+# --- the sandbox escape of CVE-2025-27516 ---------------------------------------------------
+
+#: An environment variable the escape tests set; no render may ever show its value.
+CANARY_VARIABLE = "PROMPTORY_TEST_CANARY"
+CANARY_VALUE = "canary-5e1d7a-from-the-environment"
+
+#: `|attr("format")` hands a template a string's own `format` method. Before Jinja2 3.1.6
+#: that was the raw method, whose fields read any attribute: the published proofs of
+#: concept walk from an object to `os.environ`. Each must be refused, whatever Jinja2 runs.
+FORMAT_ESCAPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "attr_format_class": ('{{ "{0.__class__}" | attr("format")(x) }}', OBJ),
+    "attr_format_loader_environ": (
+        '{{ ("{0.__init__.__globals__[__loader__].load_module.__globals__[sys].modules[os]'
+        '.environ}" | attr("format"))(hi) }}',
+        {},
+    ),
+    "attr_format_call_builtins": (
+        '{{ "{0.__call__.__builtins__[__import__]}" | attr("format")(not_here) }}',
+        {},
+    ),
+    "attr_format_cycler_environ": (
+        '{{ ("{0.__init__.__globals__[os].environ[' + CANARY_VARIABLE + ']}"'
+        ' | attr("format"))(cycler) }}',
+        {},
+    ),
+    "attr_format_lipsum_globals": (
+        '{{ ("{0.__globals__[threading]._os.environ}" | attr("format"))(lipsum) }}',
+        {},
+    ),
+    "attr_format_map_environ": (
+        '{{ ("{x.__init__.__globals__[os].environ}" | attr("format_map"))({"x": joiner}) }}',
+        {},
+    ),
+    "stored_attr_format": (
+        '{% set f = "{0.__init__.__globals__[os].environ}" | attr("format") %}{{ f(cycler) }}',
+        {},
+    ),
+    "attr_format_of_a_variable": (
+        '{{ (fmt | attr("format"))(cycler) }}',
+        {"fmt": "{0.__init__.__globals__[os].environ}"},
+    ),
+}
+
+REFUSED.update(FORMAT_ESCAPES)
+
+# --- work that builtin filters do inside nested loops ---------------------------------------
+
+#: The render that took 8.4 s against a 0.5 s limit: 63 x 63 sorts of 2,500 strings.
+REFUSED["nested_sort_reproducer"] = (
+    "{% set l = range(2500)|map('string')|list %}{% set seq='x'*63 %}{% for a in seq %}"
+    "{% for b in seq %}{% set _ = l|sort %}{% endfor %}{% endfor %}done",
+    {},
+)
+
+#: Every builtin filter (`jinja2.defaults.DEFAULT_FILTERS`) whose work grows with its input,
+#: and how the family below applies it: to `l` (strings), `n` (numbers), `s` (text) or `d`
+#: (a dict). A filter Jinja2 adds later fails `test_every_builtin_filter_is_classified`
+#: until it is listed here or in `NOT_WALKING_FILTERS`.
+WALKING_FILTERS: dict[str, str] = {
+    "batch": "l | batch(3) | list",
+    "capitalize": "s | capitalize",
+    "center": "s | center(20000)",
+    "dictsort": "d | dictsort",
+    "e": "s | e",
+    "escape": "s | escape",
+    "float": "s | float",
+    "forceescape": "s | forceescape",
+    "format": "s | format",
+    "groupby": "l | groupby(0) | list",
+    "indent": "s | indent(2)",
+    "int": "s | int",
+    "items": "d | items | list",
+    "join": "l | join(',')",
+    "list": "l | list",
+    "lower": "s | lower",
+    "map": "l | map('upper') | list",
+    "max": "l | max",
+    "min": "l | min",
+    "pprint": "l | pprint",
+    "reject": "l | reject('none') | list",
+    "rejectattr": "l | rejectattr(0) | list",
+    "replace": "s | replace(' ', '_')",
+    "reverse": "l | reverse | list",
+    "safe": "s | safe",
+    "select": "l | select | list",
+    "selectattr": "l | selectattr(0) | list",
+    "slice": "l | slice(3) | list",
+    "sort": "l | sort",
+    "string": "l | string",
+    "striptags": "s | striptags",
+    "sum": "n | sum",
+    "title": "s | title",
+    "tojson": "l | tojson",
+    "trim": "s | trim",
+    "unique": "l | unique | list",
+    "upper": "s | upper",
+    "urlencode": "s | urlencode",
+    "urlize": "s | urlize",
+    "wordcount": "s | wordcount",
+    "wordwrap": "s | wordwrap(40)",
+    "xmlattr": "d | xmlattr",
+}
+
+#: The builtin filters whose work does not grow with their input, and why.
+NOT_WALKING_FILTERS: dict[str, str] = {
+    "abs": "one number",
+    "attr": "one attribute",
+    "count": "len()",
+    "d": "the value or its default",
+    "default": "the value or its default",
+    "filesizeformat": "one number",
+    "first": "one item",
+    "last": "one item, from the end",
+    "length": "len()",
+    "random": "one item",
+    "round": "one number",
+    "truncate": "at most its length argument (a checked width)",
+}
+
+#: How deeply the family nests its loops.
+NESTING_DEPTHS = (2, 3, 4)
+
+#: The dict the family's `d` is (sent as a variable: a template cannot build one this big).
+WALK_DICT: dict[str, Any] = {f"k{i}": i for i in range(2500)}
+
+_WALK_SETUP = (
+    "{% set l = range(2500) | map('string') | list %}{% set n = range(2500) | list %}"
+    "{% set s = l | join(' ') %}{% set seq = 'x' * 63 %}"
+)
+
+
+def nested_walk(expression: str, depth: int) -> str:
+    """A body that evaluates `expression` inside `depth` nested loops of 63 rounds each."""
+    return (
+        _WALK_SETUP
+        + "{% for a in seq %}" * depth
+        + "{% set _ = "
+        + expression
+        + " %}"
+        + "{% endfor %}" * depth
+        + "done"
+    )
+
+
+#: Loops nested 2-4 deep around every builtin filter that walks its input: each must end at
+#: the render's time limit (or its work limit), however much one call costs.
+NESTED_WALKS: dict[str, tuple[str, dict[str, Any]]] = {
+    f"nested_{depth}_{name}": (nested_walk(expression, depth), {"d": WALK_DICT})
+    for name, expression in WALKING_FILTERS.items()
+    for depth in NESTING_DEPTHS
+}
+
+
+def oversized_inputs() -> dict[str, Any]:
+    """Variables for `WALKING_FILTERS` past the per-call limits: 200,000 items, 1,200,000
+    characters. One call on them must be refused before it runs, not after."""
+    return {
+        "l": [str(i) for i in range(200_000)],
+        "n": list(range(200_000)),
+        "s": "word " * 240_000,
+        "d": {f"k{i}": i for i in range(200_000)},
+    }
+
+
+# --- bodies Jinja reads but Python cannot compile -------------------------------------------
+
+#: Each parses as a template; compiling it hits one of Python's limits (20 nested blocks,
+#: 100 indentation levels, 200 nested parentheses, the recursion limit). Each must be a
+#: `RenderError` in the SDK and a reported, skipped file on the server.
+UNCOMPILABLE: dict[str, str] = {
+    "nested_for_25": "{% for a in x %}" * 25 + "{% endfor %}" * 25 + "\n",
+    "nested_if_200": "{% if x %}" * 200 + "{% endif %}" * 200 + "\n",
+    "nested_parentheses_300": "{{ " + "(" * 300 + "1" + ")" * 300 + " }}\n",
+    "nested_lists_300": "{{ " + "[" * 300 + "]" * 300 + " }}\n",
+    "additions_3000": "{{ " + " + ".join(["1"] * 3000) + " }}\n",
+}

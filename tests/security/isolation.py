@@ -181,6 +181,14 @@ class IsolatedServer:
             self._log.close()
             self._log = None
 
+    def log_text(self) -> str:
+        """What the child has logged (written to stderr) so far."""
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        data = self._log.read()  # leaves the shared offset at the end, where the child writes
+        return data.decode("utf-8", "replace")
+
     def responsive(self, timeout: float = 2.0) -> bool:
         """Whether the child answers ``/health`` within `timeout` seconds."""
         if self._process is None or self._process.poll() is not None:

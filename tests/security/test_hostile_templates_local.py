@@ -4,8 +4,8 @@ What the SDK does with a prompt body on its own: `Prompt.needs_server_render()` 
 `PromptClient.render()` before rendering locally), `Prompt.variables`, `Prompt.render()` and
 `Prompt.render(strict=True)`; the last three read the body's syntax tree for its variables.
 Reading the tree must never evaluate the template: every payload of the corpus goes through
-the whole sequence, and the analysis and each render end within a second, the renders in a
-`RenderError`.
+the whole sequence, the analysis ends within `BOUND` and each render within its time limit
+plus a generous slack (`BOUND` too), in a `RenderError`.
 (`sdk/test_hostile_templates.py` renders the corpus without the analysis.) `promptory lint`
 reads the variables of every file of a repository, so it must end on the corpus too.
 
@@ -28,7 +28,10 @@ from .isolation import AnalysisWorker, run_module
 from .test_hostile_templates_server import ALL_REFUSED
 
 #: Seconds the parent waits for the child's answer before calling the body a hang.
-PATIENCE = 3.0
+PATIENCE = 10.0
+#: Seconds the analysis, and each render, may take on a loaded machine: the render's time
+#: limit (0.5 s) plus a generous slack. An unbounded one takes seconds to minutes.
+BOUND = 0.5 + 2.5
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def worker() -> Iterator[AnalysisWorker]:
 
 
 @pytest.mark.parametrize("name", sorted(ALL_REFUSED))
-def test_local_analysis_and_render_of_a_hostile_body_end_within_a_second(
+def test_local_analysis_and_render_of_a_hostile_body_end_within_the_limit(
     worker: AnalysisWorker, tally: Tally, name: str
 ) -> None:
     tally.add("hostile bodies analysed and rendered by the SDK")
@@ -46,12 +49,12 @@ def test_local_analysis_and_render_of_a_hostile_body_end_within_a_second(
     answer = worker.run(name, body, variables, timeout=PATIENCE)
     assert "crash" not in answer, answer
     assert answer["needs_server"] is False
-    assert answer["seconds"] < 1.0, answer
+    assert answer["seconds"] < BOUND, answer
     for mode in ("render", "strict"):
         outcome = answer[mode]
         assert outcome.get("error_type") in {"RenderError", "UndefinedVariableError"}, outcome
         assert f"o/a/{name}" in outcome["message"]
-        assert outcome["seconds"] < 1.0, (mode, outcome)
+        assert outcome["seconds"] < BOUND, (mode, outcome)
 
 
 def test_lint_of_a_repository_of_hostile_bodies_ends_without_a_crash(

@@ -2,9 +2,12 @@
 
 Every payload of `sdk.hostile_corpus.REFUSED`, committed as a prompt body, is refused by
 ``POST /api/v1/prompts/{id}/render`` with a 400 ``RENDER_ERROR`` that names the prompt and the
-cause, within a second; the same payloads behind an ``{% include %}`` reach the server through
-`PromptClient.render()` and raise `RenderError`. Payloads in variables are data. While bombs
-render, other requests are answered: renders run off the event loop.
+cause, within the render's time limit plus a generous slack (`BOUND`); the same payloads
+behind an ``{% include %}`` reach the server through `PromptClient.render()` and raise
+`RenderError`. Every builtin filter that walks its input, inside nested loops, stops at a
+limit. The `|attr("format")` escapes never show the server's environment. Payloads in
+variables are data. While bombs render, other requests are answered: renders run off the
+event loop.
 
 The server runs in a memory-capped child (`isolation.IsolatedServer`): a payload that escapes
 the limits fails its test in seconds instead of freezing or exhausting the machine.
@@ -12,6 +15,7 @@ the limits fails its test in seconds instead of freezing or exhausting the machi
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -25,7 +29,17 @@ import pytest
 from promptory import PromptClient, RenderError
 from promptory.server.files import prompt_uuid
 from promptory.server.keys import generate_key
-from sdk.hostile_corpus import INERT, REFUSED
+from sdk.hostile_corpus import (
+    CANARY_VALUE,
+    CANARY_VARIABLE,
+    FORMAT_ESCAPES,
+    INERT,
+    NESTING_DEPTHS,
+    REFUSED,
+    WALK_DICT,
+    WALKING_FILTERS,
+    nested_walk,
+)
 from support.gitrepo import PromptRepo
 
 from .conftest import Tally
@@ -84,10 +98,25 @@ INERT_ON_THE_SERVER: dict[str, tuple[str, dict[str, Any], str]] = {
     "large_variable_within_the_output_limit": ("{{ v }}", {"v": "x" * 900_000}, "x" * 900_000),
 }
 
+#: Every builtin filter that walks its input, inside loops nested 2, 3 or 4 deep (in turn,
+#: so each filter and each depth is rendered once by the server).
+NESTED_WALKS_ON_THE_SERVER: dict[str, tuple[str, dict[str, Any]]] = {
+    name: (nested_walk(expression, NESTING_DEPTHS[index % len(NESTING_DEPTHS)]), {"d": WALK_DICT})
+    for index, (name, expression) in enumerate(sorted(WALKING_FILTERS.items()))
+}
+
 #: Render-time bombs that run to the time limit: used to keep the server busy.
 TIME_BOMBS = ("nested_loops", "triple_loop_output")
-#: The render time limit: answers to other requests must come within it.
+#: The server's render time limit.
 RENDER_SECONDS = 0.5
+#: Seconds a refused render may take, answer included, on a loaded machine: the limit plus
+#: a generous slack (a render that is not bounded takes seconds to minutes).
+BOUND = RENDER_SECONDS + 2.5
+#: What a render stopped by a limit says: the time limit, or the work it may do in all.
+LIMIT_NAMED = re.compile(
+    r"render took longer than 0\.5 s and was stopped"
+    r"|the template built or walked more than [\d,]+ characters or items in all"
+)
 
 
 def _id(app: str, name: str) -> str:
@@ -98,19 +127,27 @@ def _id(app: str, name: str) -> str:
 def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedServer]:
     """A server child over a repository holding every payload: ``o/hostile/<name>`` (the
     payload as the body), ``o/incl/<name>`` (the payload after an include of
-    ``o/incl/snippet``), ``o/inert/<name>`` and ``o/calm/calm``."""
+    ``o/incl/snippet``), ``o/walks/<filter>``, ``o/inert/<name>`` and ``o/calm/calm``. Its
+    environment holds a canary (`CANARY_VARIABLE`) besides the API key."""
     repo = PromptRepo(tmp_path_factory.mktemp("hostile") / "repo")
     for name, (body, _) in {**ALL_REFUSED, **REFUSED_BY_VARIABLES}.items():
         repo.write_prompt("o", "hostile", name, body)
     for name, (body, _) in ALL_REFUSED.items():
         repo.write_prompt("o", "incl", name, '{% include "snippet" %}' + body)
     repo.write_prompt("o", "incl", "snippet", "SNIPPET ")
+    for name, (body, _) in NESTED_WALKS_ON_THE_SERVER.items():
+        repo.write_prompt("o", "walks", name, body)
     for name, (body, _, _) in INERT_ON_THE_SERVER.items():
         repo.write_prompt("o", "inert", name, body)
     repo.write_prompt("o", "calm", "calm", "calm {{ who }}\n")
     repo.commit("hostile prompts")
-    with IsolatedServer(Path(repo.path), generate_key(test=True)) as server:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CANARY_VARIABLE, CANARY_VALUE)  # inherited by the child, and only it
+        server = IsolatedServer(Path(repo.path), generate_key(test=True)).start()
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -121,7 +158,7 @@ def server(isolated: IsolatedServer) -> IsolatedServer:
 
 
 def _render(
-    server: IsolatedServer, pid: str, variables: dict[str, Any], timeout: float = 3.0
+    server: IsolatedServer, pid: str, variables: dict[str, Any], timeout: float = 10.0
 ) -> tuple[httpx.Response, float]:
     with server.client(timeout=timeout) as http:
         started = time.monotonic()
@@ -146,7 +183,7 @@ def _assert_refused(response: httpx.Response, elapsed: float, qualified_name: st
     error = response.json()["error"]
     assert response.json() == {"error": {"code": "RENDER_ERROR", "message": error["message"]}}
     _assert_clear(error["message"], qualified_name)
-    assert elapsed < 1.0, f"refused after {elapsed:.2f} s"
+    assert elapsed < BOUND, f"refused after {elapsed:.2f} s"
 
 
 @pytest.mark.parametrize("name", sorted(ALL_REFUSED))
@@ -187,7 +224,7 @@ def test_sdk_render_of_a_hostile_prompt_with_an_include_raises_render_error(
     tally.add("hostile bodies rendered through PromptClient.render")
     _, variables = ALL_REFUSED[name]
     pid = _id("incl", name)
-    with PromptClient(server.url, server.api_key, timeout=3.0, retry_count=0) as client:
+    with PromptClient(server.url, server.api_key, timeout=10.0, retry_count=0) as client:
         assert client.get(pid).needs_server_render()
         started = time.monotonic()
         with pytest.raises(RenderError) as caught:
@@ -197,7 +234,32 @@ def test_sdk_render_of_a_hostile_prompt_with_an_include_raises_render_error(
     assert error.status_code == 400
     assert error.code == "RENDER_ERROR"
     _assert_clear(str(error), f"o/incl/{name}")
-    assert elapsed < 1.0, f"refused after {elapsed:.2f} s"
+    assert elapsed < BOUND, f"refused after {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("name", sorted(NESTED_WALKS_ON_THE_SERVER))
+def test_filter_in_nested_loops_is_stopped_at_a_limit(
+    server: IsolatedServer, tally: Tally, name: str
+) -> None:
+    tally.add("builtin filters in nested loops rendered by the server")
+    _, variables = NESTED_WALKS_ON_THE_SERVER[name]
+    response, elapsed = _render(server, _id("walks", name), variables)
+    _assert_refused(response, elapsed, f"o/walks/{name}")
+    assert LIMIT_NAMED.search(response.json()["error"]["message"]), response.text
+
+
+@pytest.mark.parametrize("name", sorted(FORMAT_ESCAPES))
+def test_format_escape_never_shows_the_servers_environment(
+    server: IsolatedServer, tally: Tally, name: str
+) -> None:
+    # CVE-2025-27516: the child's environment holds the canary and PROMPTORY_API_KEYS.
+    tally.add("sandbox escapes through |attr('format') tried on the server")
+    _, variables = FORMAT_ESCAPES[name]
+    response, _ = _render(server, _id("hostile", name), variables)
+    assert response.status_code == 400, response.text[:500]
+    for secret in (CANARY_VALUE, server.api_key, os.environ["PATH"]):
+        assert secret not in response.text
+    assert "refused by the sandbox" in response.json()["error"]["message"]
 
 
 @pytest.fixture
@@ -218,28 +280,33 @@ def test_other_requests_are_answered_while_bombs_render(busy_server: IsolatedSer
     server = busy_server
     finished: dict[str, float] = {}
     answers: dict[str, httpx.Response] = {}
+    sent = {name: threading.Event() for name in TIME_BOMBS}
 
     def bomb(name: str) -> None:
-        answers[name], _ = _render(server, _id("hostile", name), {}, timeout=5.0)
+        with server.client(timeout=10.0) as http:
+            http.event_hooks["request"] = [lambda request: sent[name].set()]
+            answers[name] = http.post(
+                f"/api/v1/prompts/{_id('hostile', name)}/render", json={"variables": {}}
+            )
         finished[name] = time.monotonic()
 
     bombs = [threading.Thread(target=bomb, args=(name,)) for name in TIME_BOMBS]
     for thread in bombs:
         thread.start()
-    time.sleep(0.1)  # the bombs are rendering now
-    started = time.monotonic()
+    for name in TIME_BOMBS:  # both bombs are on their way before the calm requests go
+        assert sent[name].wait(5.0), f"{name} was not sent"
     # Another key: one key's renders wait for each other (its per-key cap), not other keys'.
-    with server.client(key=server.other_keys[0]) as http:
+    with server.client(key=server.other_keys[0], timeout=10.0) as http:
         fetched = http.get(f"/api/v1/prompts/{_id('calm', 'calm')}")
         rendered = http.post(
             f"/api/v1/prompts/{_id('calm', 'calm')}/render", json={"variables": {"who": "Ann"}}
         )
     answered = time.monotonic()
     for thread in bombs:
-        thread.join(10)
+        thread.join(15)
     assert fetched.status_code == 200
     assert rendered.json()["rendered_body"] == "calm Ann\n"
-    assert answered - started < RENDER_SECONDS
+    # Each bomb renders for its whole time limit: answers that came first did not wait.
     assert answered < min(finished.values()), "the calm requests waited for the bombs"
     assert {name: answers[name].status_code for name in TIME_BOMBS} == dict.fromkeys(
         TIME_BOMBS, 400
