@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ._common import MissingExtra, Subcommands, fail, import_extra
 
 __all__ = ["add_keys", "add_serve", "cmd_keys_create", "cmd_serve"]
+
+WEBHOOK_SECRET_ENV = "PROMPTORY_WEBHOOK_SECRET"
 
 
 def _default_keys_file() -> Path:
@@ -38,8 +42,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"Make one with:  promptory keys create --keys-file {keys_file}\n"
             f"or set {keys_module.KEYS_ENV_VAR}=pm_live_... (comma-separated keys)."
         )
-    repo = Path(args.path).resolve()
-    if keys_file.exists() and keys_file.resolve().is_relative_to(repo):
+    repo = Path(args.path).resolve() if args.path else Path.cwd()
+    if args.path and keys_file.exists() and keys_file.resolve().is_relative_to(repo):
         logging.getLogger("promptory.server").warning(
             "the keys file %s is inside the prompt repository; keep it outside", keys_file
         )
@@ -51,15 +55,107 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app=args.app,
         rate_limit=args.rate_limit,
         poll_interval=args.poll_interval,
+        **_production_settings(args),
     )
+    if args.workers > 1:
+        workers = import_extra("promptory.server.workers")
+        return int(
+            workers.serve_workers(settings, args.host, args.port, args.workers, args.log_level)
+        )
     try:
         app = app_module.create_app(settings)
     except (store_module.StoreError, store_module.RefNotFoundError, ValueError) as exc:
         return fail(str(exc))
+    except Exception as exc:  # the mirror's errors and the like: say what, never a traceback
+        return fail(f"cannot start: {exc}")
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 1
+
+
+# --- production serving: following a remote, scaling out, watching, metrics ----------------
+
+
+def _production_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The `ServerSettings` fields of the production flags."""
+    return {
+        "pull_from": args.pull_from,
+        "pull_interval": args.pull_interval,
+        "branch": args.branch,
+        "data_dir": args.data_dir,
+        "webhook_secret": args.webhook_secret or os.environ.get(WEBHOOK_SECRET_ENV) or None,
+        "redis_url": args.redis_url,
+        "metrics_public": args.metrics_public,
+        "watch_max_per_key": args.watch_max_per_key,
+        "watch_max_total": args.watch_max_total,
+    }
+
+
+def _add_production_flags(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group("following a remote and scaling out")
+    group.add_argument(
+        "--pull-from",
+        metavar="URL",
+        help="follow this git remote (https, ssh, file:// or a path) in a mirror of its own, "
+        "instead of serving PATH",
+    )
+    group.add_argument(
+        "--pull-interval",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
+        help="seconds between fetches of --pull-from (default %(default)s)",
+    )
+    group.add_argument("--branch", help="the remote's branch to serve (default: its default)")
+    group.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where the mirror lives (default: ~/.cache/promptory/mirrors/<hash of URL>)",
+    )
+    group.add_argument(
+        "--webhook-secret",
+        metavar="SECRET",
+        help=f"secret of push webhooks (default ${WEBHOOK_SECRET_ENV}; none: webhooks refused)",
+    )
+    group.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="share the per-key rate limit through this Redis (redis://host:port/db)",
+    )
+    group.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port (default %(default)s)",
+    )
+    group.add_argument(
+        "--metrics-public",
+        action="store_true",
+        help="anyone may read /metrics (default: loopback clients and unscoped keys only)",
+    )
+    group.add_argument(
+        "--watch-max-per-key",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="open /api/v1/watch streams per API key (default %(default)s)",
+    )
+    group.add_argument(
+        "--watch-max-total",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="open /api/v1/watch streams in all (default %(default)s)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def add_serve(commands: Subcommands[argparse.ArgumentParser]) -> None:
@@ -70,7 +166,9 @@ def add_serve(commands: Subcommands[argparse.ArgumentParser]) -> None:
         "served within about a second, without a restart. API keys come from the keys "
         "file and from $PROMPTORY_API_KEYS.",
     )
-    serve.add_argument("path", metavar="PATH", help="the git repository of prompts")
+    serve.add_argument(
+        "path", metavar="PATH", nargs="?", help="the git repository of prompts (or --pull-from)"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     serve.add_argument(
@@ -101,12 +199,15 @@ def add_serve(commands: Subcommands[argparse.ArgumentParser]) -> None:
         choices=["critical", "error", "warning", "info", "debug"],
         help="log level (default %(default)s)",
     )
+    _add_production_flags(serve)
     serve.set_defaults(handler=cmd_serve, check=_check_serve)
 
 
 def _check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if (args.org is None) != (args.app is None):
         parser.error("--org and --app go together (single-app repository)")
+    if (args.path is None) == (args.pull_from is None):
+        parser.error("give the repository PATH or --pull-from URL (one of them)")
 
 
 def _non_negative_int(text: str) -> int:

@@ -1,0 +1,121 @@
+"""`serve_workers`: N server processes on one host, sharing one listening socket.
+
+Rules of this module:
+
+* The parent binds the socket, then forks the workers before creating any app or thread;
+  each worker builds its own app (store, limiter, metrics) and runs uvicorn on the
+  inherited socket, so the kernel spreads the connections among them.
+* A worker following a remote keeps its own mirror (``<data dir>/worker-<i>``): two
+  processes never write one repository. Share the rate limit with ``--redis-url``.
+* The parent restarts a worker that dies, at most `MAX_RESTARTS` times a minute in all;
+  beyond that it stops every worker and exits 1. SIGTERM or SIGINT stops the workers
+  gracefully (uvicorn's own handling in each) and the parent exits 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from types import FrameType
+
+from .mirror import default_data_dir
+
+__all__ = ["MAX_RESTARTS", "serve_workers"]
+
+logger = logging.getLogger("promptory.server")
+
+#: Worker restarts allowed per minute before the parent gives up.
+MAX_RESTARTS = 5
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run_worker(settings: object, sock: socket.socket, log_level: str, index: int) -> int:
+    import uvicorn
+
+    from .app import ServerSettings, create_app
+
+    assert isinstance(settings, ServerSettings)
+    if settings.pull_from:
+        base = Path(settings.data_dir or default_data_dir(settings.pull_from))
+        settings = dataclasses.replace(settings, data_dir=base / f"worker-{index}")
+    try:
+        app = create_app(settings)
+    except Exception as exc:
+        logger.error("worker %d cannot start: %s", index, exc)
+        return 1
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level))
+    server.run(sockets=[sock])
+    return 0 if server.started else 1
+
+
+def serve_workers(settings: object, host: str, port: int, workers: int, log_level: str) -> int:
+    """Serve with `workers` processes on `host`:`port` until SIGTERM or SIGINT.
+
+    Returns the exit code: 0 after a requested stop, 1 when workers kept dying."""
+    sock = _bind(host, port)
+    children: dict[int, int] = {}
+    restarts: list[float] = []
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                code = _run_worker(settings, sock, log_level, index)
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    for index in range(workers):
+        spawn(index)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logger.info("serving on %s:%d with %d workers", host, port, workers)
+    code = 0
+    while children:
+        try:
+            pid, _ = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        index = children.pop(pid, -1)
+        if stopping or index < 0:
+            continue
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < 60.0] + [now]
+        if len(restarts) > MAX_RESTARTS:
+            logger.error("workers keep dying (%d restarts in a minute): stopping", MAX_RESTARTS)
+            code = 1
+            stop(signal.SIGTERM, None)
+            continue
+        logger.warning("worker %d (pid %d) died: restarting it", index, pid)
+        spawn(index)
+    sock.close()
+    return code
