@@ -12,8 +12,9 @@ Rules of this module:
 * Credentials come from the URL (``https://user:token@host/...``), from
   ``PROMPTORY_GIT_USERNAME``/``PROMPTORY_GIT_PASSWORD``, or, for ssh, from
   ``PROMPTORY_GIT_SSH_KEY`` (a private key file) or the ssh agent.
-* One thread fetches. A trigger (a webhook) wakes it at once; triggers arriving within
-  `COALESCE_WINDOW` of each other, or while a fetch runs, make one more fetch, not one each.
+* One thread fetches. A trigger (a webhook) wakes it at once; a burst of triggers (each
+  within `COALESCE_WINDOW` of the last, for at most `COALESCE_LIMIT`) makes one fetch, and
+  triggers arriving while a fetch runs make one more, not one each.
 * A fetch or an index that fails leaves the last good commit served; the failure is kept in
   `FollowStatus` (for ``/api/v1/status``, ``/ready`` and the metrics) and logged once until
   it changes.
@@ -36,6 +37,7 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 import pygit2
 
 __all__ = [
+    "COALESCE_LIMIT",
     "COALESCE_WINDOW",
     "FollowStatus",
     "Follower",
@@ -47,8 +49,10 @@ __all__ = [
 
 logger = logging.getLogger("promptory.server")
 
-#: Seconds a trigger waits for more triggers before the fetch starts (a burst of pushes).
-COALESCE_WINDOW = 0.1
+#: A trigger's fetch starts once this many seconds pass without another trigger...
+COALESCE_WINDOW = 0.25
+#: ...or this many seconds after the first, during a steady stream of triggers.
+COALESCE_LIMIT = 1.0
 
 _SECRET_QUERY = re.compile(r"(token|key|secret|password|pass|auth|sig)", re.IGNORECASE)
 _USERNAME_ENV = "PROMPTORY_GIT_USERNAME"
@@ -308,12 +312,20 @@ class Follower:
             if self._stop.is_set():
                 return
             if triggered:
-                # Let the rest of a burst arrive, then serve all of it with one fetch. A
-                # trigger after this clear() asks for another fetch: its push may come
-                # after this fetch has read the remote's refs.
-                self._stop.wait(COALESCE_WINDOW)
+                self._settle()
             self._wake.clear()
             self.run_once()
+
+    def _settle(self) -> None:
+        """Let the rest of a burst arrive (until `COALESCE_WINDOW` passes without a
+        trigger, `COALESCE_LIMIT` at most), so one fetch serves all of it. A trigger
+        after that asks for another fetch: its push may come after this fetch has read
+        the remote's refs."""
+        deadline = time.monotonic() + COALESCE_LIMIT
+        while time.monotonic() < deadline and not self._stop.is_set():
+            self._wake.clear()
+            if not self._wake.wait(COALESCE_WINDOW):
+                return
 
     def run_once(self) -> bool:
         """Fetch and index once; True when both worked. Never raises."""
