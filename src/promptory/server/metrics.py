@@ -102,6 +102,7 @@ class ServerMetrics:
             "or not following a remote)",
             registry=registry,
         )
+        self.since_fetch.set(-1)
         self.skipped_files = Gauge(
             "promptory_skipped_files",
             "prompt files of the served commit skipped while indexing (unreadable)",
