@@ -152,6 +152,9 @@ class WatchHub:
         """Deliver on `loop`; `snapshot` is what is served now."""
         self._loop = loop
         self.current = snapshot.commit
+        if snapshot.commit is not None and not self.ring:
+            # An anchor: a client that saw this commit in its hello can resume after it.
+            self.ring.append(CommitEvent(snapshot.commit, ()))
 
     def served(self, before: Snapshot, after: Snapshot) -> None:
         """A new snapshot was swapped in: work out what changed and tell every stream."""
