@@ -40,6 +40,7 @@ from ._core import (
     Stale,
     prefetch_targets,
 )
+from ._watch import watch_async
 from .exceptions import PromptoryError
 from .prompt import Prompt
 
@@ -85,6 +86,7 @@ class AsyncPromptClient(ClientBase):
         background_workers: int = 2,
         verify: ssl.SSLContext | str | bool = True,
         proxy: str | None = None,
+        watch: bool = False,
         http2: bool | None = None,
     ) -> None:
         super().__init__(
@@ -110,6 +112,7 @@ class AsyncPromptClient(ClientBase):
             follow_redirects=False,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._watch = watch_async(self, verify, proxy) if watch else None
 
     # -- fetching --
 
@@ -195,6 +198,8 @@ class AsyncPromptClient(ClientBase):
         if self._closed:
             return
         self._closed = True
+        if self._watch is not None:
+            self._watch.close(wait=0)  # never block the event loop on the stream's thread
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -39,6 +39,7 @@ from ._core import (
     prefetch_targets,
 )
 from ._transport import DeadlineTransport, attempt_deadline
+from ._watch import watch_sync
 from .exceptions import APITimeoutError, PromptoryError
 from .prompt import Prompt
 
@@ -80,6 +81,9 @@ class PromptClient(ClientBase):
         background_workers: threads that revalidate stale prompts.
         verify: TLS verification, as httpx takes it (True, a CA bundle path, an SSLContext).
         proxy: an HTTP proxy URL.
+        watch: follow the server's change stream (``/api/v1/watch``) in one background
+            thread, so a changed prompt is revalidated within about a second of its
+            commit being served; against a server without the stream, the TTL alone.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class PromptClient(ClientBase):
         background_workers: int = 2,
         verify: ssl.SSLContext | str | bool = True,
         proxy: str | None = None,
+        watch: bool = False,
     ) -> None:
         super().__init__(
             base_url,
@@ -118,6 +123,7 @@ class PromptClient(ClientBase):
         # Named per client, so a process with several clients can tell their threads apart.
         self._pool_name = f"promptory-revalidate-{id(self):x}"
         _LIVE_CLIENTS.add(self)
+        self._watch = watch_sync(self, verify, proxy) if watch else None
         if prefetch:
             for label, error in self.prefetch(prefetch).items():
                 if isinstance(error, PromptoryError):
@@ -257,6 +263,8 @@ class PromptClient(ClientBase):
             self._closed = True
             executor, self._executor = self._executor, None
         self._stop.set()  # a read in progress ends within STOP_POLL; no retry starts
+        if self._watch is not None:
+            self._watch.close()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         self._http.close()
