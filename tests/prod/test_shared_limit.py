@@ -72,10 +72,12 @@ def test_redis_going_away_limits_locally_logs_once_and_comes_back(
         assert limiter.shared is False
         text = http.get("/metrics").text
         assert "promptory_rate_limit_local_fallbacks_total 1.0" in text
+        assert "promptory_rate_limit_shared 0.0" in text
         redis.start()
         wait_until(lambda: limiter.shared, what="the limit shared again")
         assert any("is back" in r.getMessage() for r in caplog.records)
         assert http.get(PROMPT).status_code == 200
+        assert "promptory_rate_limit_shared 1.0" in http.get("/metrics").text
 
 
 def test_a_dead_redis_still_limits_each_server(start_server: Any, prompt_repo: Any) -> None:

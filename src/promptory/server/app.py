@@ -247,6 +247,8 @@ class _Server:
                 settings.redis_url,
                 on_fallback=self.metrics.rate_limit_fallbacks.inc,
             )
+            shared = self.limiter
+            self.metrics.rate_limit_shared.set_function(lambda: 1.0 if shared.shared else 0.0)
         else:
             self.limiter = RateLimiter(settings.rate_limit)
         self.renderer = Renderer()

@@ -64,6 +64,12 @@ class ServerMetrics:
             "times the shared (Redis) rate limit was unreachable and limiting went local",
             registry=registry,
         )
+        self.rate_limit_shared = Gauge(
+            "promptory_rate_limit_shared",
+            "1 while the rate limit is counted in Redis, 0 while it is local (-1: no Redis)",
+            registry=registry,
+        )
+        self.rate_limit_shared.set(-1)
         self.render_seconds = Histogram(
             "promptory_render_seconds",
             "server-side render time",
