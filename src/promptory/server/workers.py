@@ -2,9 +2,10 @@
 
 Rules of this module:
 
-* The parent binds the socket, then forks the workers before creating any app or thread;
-  each worker builds its own app (store, limiter, metrics) and runs uvicorn on the
-  inherited socket, so the kernel spreads the connections among them.
+* The parent binds the port, then forks the workers before creating any app or thread;
+  each worker builds its own app (store, limiter, metrics) and runs uvicorn on a listening
+  socket of its own bound with SO_REUSEPORT, so the kernel spreads the connections evenly
+  (where SO_REUSEPORT is missing, all share the parent's listening socket).
 * A worker following a remote keeps its own mirror (``<data dir>/worker-<i>``): two
   processes never write one repository. Share the rate limit with ``--redis-url``.
 * The parent restarts a worker that dies, at most `MAX_RESTARTS` times a minute in all;
@@ -32,19 +33,30 @@ logger = logging.getLogger("promptory.server")
 #: Worker restarts allowed per minute before the parent gives up.
 MAX_RESTARTS = 5
 
+_REUSEPORT = hasattr(socket, "SO_REUSEPORT")
 
-def _bind(host: str, port: int) -> socket.socket:
+
+def _socket(host: str, port: int, *, listen: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if _REUSEPORT:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
 
 def _run_worker(settings: object, sock: socket.socket, log_level: str, index: int) -> int:
     import uvicorn
+
+    if _REUSEPORT:
+        # A listening socket of its own on the shared port: the kernel spreads new
+        # connections evenly among the workers (one shared socket lets the quickest
+        # worker take most of them).
+        sock = _socket(*sock.getsockname()[:2], listen=True)
 
     from .app import ServerSettings, create_app
 
@@ -66,7 +78,9 @@ def serve_workers(settings: object, host: str, port: int, workers: int, log_leve
     """Serve with `workers` processes on `host`:`port` until SIGTERM or SIGINT.
 
     Returns the exit code: 0 after a requested stop, 1 when workers kept dying."""
-    sock = _bind(host, port)
+    # With SO_REUSEPORT the parent's socket only holds the port (bound, never listening:
+    # no connection is ever queued on it); without, it is the one socket all workers share.
+    sock = _socket(host, port, listen=not _REUSEPORT)
     children: dict[int, int] = {}
     restarts: list[float] = []
     stopping = False
