@@ -16,6 +16,7 @@ Every answer comes from the client's memory: callers never wait on the network.
 
 from __future__ import annotations
 
+import random
 import statistics
 import tempfile
 import time
@@ -74,9 +75,12 @@ def main() -> int:
             deadline = time.monotonic() + 10
             while not watching._watch.connected.is_set() and time.monotonic() < deadline:
                 time.sleep(0.01)
+            rng = random.Random(11)
             clients = {"watch": watching, f"ttl={TTL:g}": ttl}
             results: dict[str, list[float]] = {name: [] for name in clients}
             for number in range(1, ROUNDS + 1):
+                # Commits land at random points of the TTL cycle, as they do in life.
+                time.sleep(rng.uniform(0, TTL))
                 body = f"round {number}\n"
                 started = time.monotonic()
                 commit_file(repo, PATH, prompt_text({"version": "1.0.0"}, body), f"round {number}")
