@@ -89,7 +89,8 @@ def _targets() -> list[Target]:
         for method, operation in item.items():
             targets.append(Target(path, method.upper()))
             takes_input = operation.get("parameters") or operation.get("requestBody")
-            needs_key = operation.get("security") != []
+            security = operation.get("security")
+            needs_key = security != [] and {} not in (security or [])  # {}: a key is optional
             if takes_input or needs_key:
                 targets.append(Target(path, method.upper(), GenerationMode.NEGATIVE))
     targets += [

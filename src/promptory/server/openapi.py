@@ -483,6 +483,8 @@ def openapi_document() -> dict[str, Any]:
                 "operationId": "getMetrics",
                 "summary": "Prometheus metrics: loopback clients and unscoped keys (or anyone "
                 "with --metrics-public).",
+                # A key is needed only from another host: from loopback none is.
+                "security": [{"bearer": []}, {}],
                 "responses": {
                     "200": {
                         "description": "Prometheus text format.",
