@@ -49,6 +49,18 @@ def _cpu(pid: int) -> float:
     return total
 
 
+def _listening(pid: int, port: int) -> int:
+    """How many of the server's processes listen on `port`."""
+    parent = psutil.Process(pid)
+    count = 0
+    for process in [parent, *parent.children(recursive=True)]:
+        for connection in process.net_connections():
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+                count += 1
+                break
+    return count
+
+
 def _throughput(repo: Path, workers: int, key: str, home: Path) -> tuple[float, float]:
     """(requests a second, server CPU microseconds a request)."""
     port = _free_port()
@@ -84,6 +96,10 @@ def _throughput(repo: Path, workers: int, key: str, home: Path) -> tuple[float, 
                 pass
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError(f"server with {workers} workers did not start")
+            time.sleep(0.05)
+        while _listening(server.pid, port) < workers:  # every worker, not just the first
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not all {workers} workers listen")
             time.sleep(0.05)
         cpu_before = _cpu(server.pid)
         load = subprocess.run(

@@ -152,8 +152,10 @@ class Watcher:
         return thread is not None and thread.is_alive()
 
     def _after_fork_in_child(self) -> None:
-        was_started = self._thread is not None and not self._closed
+        closed = self._closed
+        was_started = self._thread is not None and not closed
         self._reset_state()
+        self._closed = closed
         self.connected = threading.Event()
         if was_started and not self.gone:
             self.start()

@@ -75,12 +75,22 @@ def children(process: subprocess.Popen[bytes]) -> set[int]:
     return {child.pid for child in psutil.Process(process.pid).children()}
 
 
+def listening(process: subprocess.Popen[bytes]) -> int:
+    """Workers with a listening socket (each opens its own once its app is built)."""
+    return sum(
+        1
+        for pid in children(process)
+        if any(c.status == psutil.CONN_LISTEN for c in psutil.Process(pid).net_connections())
+    )
+
+
 def test_two_workers_answer_on_one_port_and_a_dead_one_is_replaced(
     workers: tuple[subprocess.Popen[bytes], str, str],
 ) -> None:
     process, url, key = workers
     headers = {"Authorization": f"Bearer {key}"}
     wait_until(lambda: len(children(process)) == 2, what="two workers")
+    wait_until(lambda: listening(process) == 2, what="two workers listening")
     wait_until(lambda: httpx.get(f"{url}/ready").status_code == 200, what="ready")
     statuses = {
         httpx.get(f"{url}/api/v1/prompts/{MEDITATION_ID}", headers=headers).status_code

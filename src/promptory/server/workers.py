@@ -52,12 +52,6 @@ def _socket(host: str, port: int, *, listen: bool) -> socket.socket:
 def _run_worker(settings: object, sock: socket.socket, log_level: str, index: int) -> int:
     import uvicorn
 
-    if _REUSEPORT:
-        # A listening socket of its own on the shared port: the kernel spreads new
-        # connections evenly among the workers (one shared socket lets the quickest
-        # worker take most of them).
-        sock = _socket(*sock.getsockname()[:2], listen=True)
-
     from .app import ServerSettings, create_app
 
     assert isinstance(settings, ServerSettings)
@@ -69,6 +63,12 @@ def _run_worker(settings: object, sock: socket.socket, log_level: str, index: in
     except Exception as exc:
         logger.error("worker %d cannot start: %s", index, exc)
         return 1
+    if _REUSEPORT:
+        # A listening socket of its own on the shared port, opened only now that the app
+        # is built, so no connection waits on a worker still starting: the kernel spreads
+        # new connections evenly among the workers listening (one shared socket lets the
+        # quickest worker take most of them).
+        sock = _socket(*sock.getsockname()[:2], listen=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level))
     server.run(sockets=[sock])
     return 0 if server.started else 1
