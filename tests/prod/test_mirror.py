@@ -182,3 +182,22 @@ def test_ready_without_a_remote_reports_the_commit(shared_server: object) -> Non
     assert ready.status_code == 200
     assert len(ready.json()["commit"]) == 40
     assert "follow" not in ready.json()
+
+
+def test_a_branch_deleted_on_the_remote_leaves_the_last_good_commit_served(
+    remote: Remote, follow: Callable[..., Follower]
+) -> None:
+    import pygit2
+
+    server = follow(remote, pull_interval=0.1)
+    good = remote.pushed[-1]
+    server.wait_for_commit(good)
+    pygit2.Repository(str(remote.bare)).references.delete("refs/heads/main")
+    with server.client() as http:
+        wait_until(
+            lambda: http.get("/api/v1/status").json()["follow"]["last_error"] is not None,
+            what="the unreadable branch reported",
+        )
+        assert "HEAD" in http.get("/api/v1/status").json()["follow"]["last_error"]
+        assert http.get("/ready").json()["commit"] == good
+        assert http.get(f"/api/v1/prompts/{MEDITATION_ID}").status_code == 200
