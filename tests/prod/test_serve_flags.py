@@ -34,6 +34,9 @@ def test_serve_needs_a_path_or_a_remote_and_not_both(tmp_path: Path) -> None:
     assert "give the repository PATH or --pull-from URL" in neither.stderr
     both = serve(str(tmp_path), "--pull-from", str(tmp_path))
     assert both.returncode == 2
+    ref = serve("--pull-from", str(tmp_path), "--ref", "v1")
+    assert ref.returncode == 2
+    assert "use --branch" in ref.stderr
 
 
 def test_pull_from_with_the_webhook_secret_from_the_environment(

@@ -208,6 +208,8 @@ def _check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error("--org and --app go together (single-app repository)")
     if (args.path is None) == (args.pull_from is None):
         parser.error("give the repository PATH or --pull-from URL (one of them)")
+    if args.pull_from is not None and args.ref != "HEAD":
+        parser.error("--ref names a ref of a local repository; with --pull-from use --branch")
 
 
 def _non_negative_int(text: str) -> int:
