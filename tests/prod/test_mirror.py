@@ -201,3 +201,14 @@ def test_a_branch_deleted_on_the_remote_leaves_the_last_good_commit_served(
         assert "HEAD" in http.get("/api/v1/status").json()["follow"]["last_error"]
         assert http.get("/ready").json()["commit"] == good
         assert http.get(f"/api/v1/prompts/{MEDITATION_ID}").status_code == 200
+
+
+def test_a_data_dir_holding_something_else_is_refused(remote: Remote, tmp_path: Path) -> None:
+    from promptory.server.mirror import Mirror, MirrorError
+
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine")
+    with pytest.raises(MirrorError, match="neither empty nor a mirror"):
+        Mirror(remote.url, occupied)
+    assert [p.name for p in occupied.iterdir()] == ["notes.txt"]

@@ -149,6 +149,11 @@ class Mirror:
         try:
             if os.path.exists(os.path.join(self.path, "HEAD")):
                 self.repo = pygit2.Repository(self.path)
+            elif os.path.isdir(self.path) and os.listdir(self.path):
+                raise MirrorError(
+                    f"{self.path} is neither empty nor a mirror: give --data-dir an empty or "
+                    "new folder"
+                )
             else:
                 os.makedirs(self.path, exist_ok=True)
                 self.repo = pygit2.init_repository(self.path, bare=True)
