@@ -63,12 +63,19 @@ def workers(
     try:
         yield process, url, key
     finally:
+        workers = psutil.Process(process.pid).children() if process.poll() is None else []
         if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        for child in psutil.Process().children(recursive=True):
-            if child.pid != process.pid and "promptory" in " ".join(child.cmdline()):
-                child.kill()
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        for worker in workers:
+            try:
+                worker.kill()
+            except psutil.NoSuchProcess:
+                pass
 
 
 def children(process: subprocess.Popen[bytes]) -> set[int]:
@@ -119,6 +126,25 @@ def test_two_workers_answer_on_one_port_and_a_dead_one_is_replaced(
         what="the dead worker replaced",
     )
     wait_until(lambda: httpx.get(f"{url}/ready").status_code == 200, what="ready again")
+
+
+def test_a_killed_parent_takes_its_workers_with_it(
+    workers: tuple[subprocess.Popen[bytes], str, str],
+) -> None:
+    process, _, _ = workers
+    wait_until(lambda: listening(process) == 2, what="two workers listening")
+    pids = children(process)
+    process.kill()
+    process.wait(10)
+
+    def gone() -> bool:
+        return not [
+            pid
+            for pid in pids
+            if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        ]
+
+    wait_until(gone, what="the orphaned workers gone")
 
 
 def test_sigterm_stops_every_worker(workers: tuple[subprocess.Popen[bytes], str, str]) -> None:

@@ -10,16 +10,19 @@ Rules of this module:
   processes never write one repository. Share the rate limit with ``--redis-url``.
 * The parent restarts a worker that dies, at most `MAX_RESTARTS` times a minute in all;
   beyond that it stops every worker and exits 1. SIGTERM or SIGINT stops the workers
-  gracefully (uvicorn's own handling in each) and the parent exits 0.
+  gracefully (uvicorn's own handling in each) and the parent exits 0. A parent killed
+  outright takes its workers with it (Linux: ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -34,6 +37,7 @@ logger = logging.getLogger("promptory.server")
 MAX_RESTARTS = 5
 
 _REUSEPORT = hasattr(socket, "SO_REUSEPORT")
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _socket(host: str, port: int, *, listen: bool) -> socket.socket:
@@ -47,6 +51,20 @@ def _socket(host: str, port: int, *, listen: bool) -> socket.socket:
         sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel send SIGTERM to this worker when the parent dies, however it dies
+    (Linux; elsewhere a killed parent leaves its workers to be stopped by hand)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
 
 
 def _run_worker(settings: object, sock: socket.socket, log_level: str, index: int) -> int:
@@ -81,6 +99,7 @@ def serve_workers(settings: object, host: str, port: int, workers: int, log_leve
     # With SO_REUSEPORT the parent's socket only holds the port (bound, never listening:
     # no connection is ever queued on it); without, it is the one socket all workers share.
     sock = _socket(host, port, listen=not _REUSEPORT)
+    parent = os.getpid()
     children: dict[int, int] = {}
     restarts: list[float] = []
     stopping = False
@@ -88,6 +107,7 @@ def serve_workers(settings: object, host: str, port: int, workers: int, log_leve
     def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:  # the worker
+            _die_with_parent(parent)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 1
