@@ -71,11 +71,14 @@ def workers(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
-        for worker in workers:
-            try:
-                worker.kill()
-            except psutil.NoSuchProcess:
-                pass
+        # Workers, and any orphan of this server (found by its repository's path).
+        mine = str(prompt_repo.path)  # type: ignore[attr-defined]
+        for candidate in psutil.process_iter(["cmdline"]):
+            if candidate in workers or mine in (candidate.info["cmdline"] or []):
+                try:
+                    candidate.kill()
+                except psutil.NoSuchProcess:
+                    pass
 
 
 def children(process: subprocess.Popen[bytes]) -> set[int]:
