@@ -38,6 +38,7 @@ from ._core import Fallback, Miss, Stale
 from ._fetch import Done, Fail, Fetch, PromptFetch, Retry
 from ._options import MAX_RESPONSE_BYTES, PREFETCH_CONCURRENCY, prefetch_targets
 from ._transport import new_async_http, transport_error
+from ._watch import watch_async
 from ._wire import AnswerBody, HttpRequest
 from .exceptions import APITimeoutError, PromptoryError
 from .prompt import Prompt
@@ -84,6 +85,7 @@ class AsyncPromptClient(ClientBase):
         background_workers: int = 2,
         verify: ssl.SSLContext | str | bool = True,
         proxy: str | None = None,
+        watch: bool = False,
         http2: bool | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
@@ -111,6 +113,7 @@ class AsyncPromptClient(ClientBase):
         self._tasks: set[asyncio.Task[Any]] = set()
         # Created on first need, inside the running loop (a semaphore binds to its loop).
         self._background_slots: asyncio.Semaphore | None = None
+        self._watch = watch_async(self, self._ssl_context, proxy) if watch else None
 
     # -- fetching --
 
@@ -202,6 +205,8 @@ class AsyncPromptClient(ClientBase):
         if self._closed:
             return
         self._closed = True
+        if self._watch is not None:
+            self._watch.close(wait=0)  # never block the event loop on the stream's thread
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

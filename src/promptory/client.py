@@ -37,6 +37,7 @@ from ._core import Fallback, Miss, Stale
 from ._fetch import Done, Fail, Fetch, Retry
 from ._options import MAX_RESPONSE_BYTES, PREFETCH_CONCURRENCY, prefetch_targets
 from ._transport import attempt_deadline, new_sync_http, transport_error
+from ._watch import watch_sync
 from ._wire import AnswerBody, HttpRequest
 from .exceptions import APITimeoutError, PromptoryError
 from .prompt import Prompt
@@ -84,6 +85,9 @@ class PromptClient(ClientBase):
             apply as httpx reads them.
         max_response_bytes: the largest answer accepted, in decoded bytes (10 MB by
             default); a larger one raises `ResponseTooLargeError` as soon as it passes.
+        watch: follow the server's change stream (``/api/v1/watch``) in one background
+            thread, so a changed prompt is revalidated within about a second of its
+            commit being served; against a server without the stream, the TTL alone.
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class PromptClient(ClientBase):
         background_workers: int = 2,
         verify: ssl.SSLContext | str | bool = True,
         proxy: str | None = None,
+        watch: bool = False,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         super().__init__(
@@ -130,6 +135,7 @@ class PromptClient(ClientBase):
         get, get_by_name = self._core.sync_getters(self._resolve)
         setattr(self, "get", get)  # noqa: B010 - shadowing the method on purpose
         setattr(self, "get_by_name", get_by_name)  # noqa: B010
+        self._watch = watch_sync(self, self._ssl_context, proxy) if watch else None
 
     def _client(self) -> httpx.Client:
         """The HTTP client, built on first use (after a fork too: the child builds its own
@@ -277,6 +283,8 @@ class PromptClient(ClientBase):
             self._closed = True
             executor, self._executor = self._executor, None
         self._stop.set()  # a read in progress ends within STOP_POLL; no retry starts
+        if self._watch is not None:
+            self._watch.close()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         # Revalidations cancelled before they ran never end their flights themselves.

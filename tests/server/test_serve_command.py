@@ -173,7 +173,7 @@ def test_a_bad_environment_value_is_a_usage_error_naming_the_variable(tmp_path: 
 def test_serve_without_a_repository_says_how_to_give_one(tmp_path: Path) -> None:
     result = _serve(tmp_path)
     assert result.returncode == 2
-    assert "PATH is required" in result.stderr
+    assert "give the repository PATH or --pull-from URL" in result.stderr
     assert "PROMPTORY_REPO" in result.stderr
 
 

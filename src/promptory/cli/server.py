@@ -39,6 +39,9 @@ def _default_keys_file() -> Path:
     return Path("~/.config/promptory/keys.json").expanduser()
 
 
+#: The environment variable holding the push webhooks' secret.
+WEBHOOK_SECRET_ENV = "PROMPTORY_WEBHOOK_SECRET"
+
 #: Exit status of ``serve`` when the address cannot be bound (port in use, no permission).
 EXIT_CANNOT_BIND = 3
 
@@ -131,7 +134,12 @@ _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 #: The options of ``promptory serve``, each with its environment variable. Add a row here
 #: to add an option; `cmd_serve` reads it from ``args.<dest>``.
 SERVE_OPTIONS: tuple[Option, ...] = (
-    Option("path", "PROMPTORY_REPO", "the git repository of prompts", metavar="PATH"),
+    Option(
+        "path",
+        "PROMPTORY_REPO",
+        "the git repository of prompts (or --pull-from)",
+        metavar="PATH",
+    ),
     Option("--host", "PROMPTORY_HOST", "address to bind", default="127.0.0.1"),
     Option("--port", "PROMPTORY_PORT", "port to bind", _port, 8000),
     Option("--ref", "PROMPTORY_REF", "branch, tag or commit to serve", default="HEAD"),
@@ -226,6 +234,73 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "renders per API key waiting for a worker; one more is answered 429",
         _non_negative_int,
         32,
+        "N",
+    ),
+    # Following a remote, scaling out, watching, metrics (README "Deploying").
+    Option(
+        "--pull-from",
+        "PROMPTORY_PULL_FROM",
+        "follow this git remote (https, ssh, file:// or a path) in a mirror of its own, "
+        "instead of serving PATH",
+        metavar="URL",
+    ),
+    Option(
+        "--pull-interval",
+        "PROMPTORY_PULL_INTERVAL",
+        "seconds between fetches of --pull-from",
+        _positive_float,
+        30.0,
+        "S",
+    ),
+    Option("--branch", "PROMPTORY_BRANCH", "the remote's branch to serve (default: its own)"),
+    Option(
+        "--data-dir",
+        "PROMPTORY_DATA_DIR",
+        "where the mirror lives (default: ~/.cache/promptory/mirrors/<hash of URL>)",
+        metavar="DIR",
+    ),
+    Option(
+        "--webhook-secret",
+        WEBHOOK_SECRET_ENV,
+        "secret of push webhooks (none: webhooks refused)",
+        metavar="SECRET",
+    ),
+    Option(
+        "--redis-url",
+        "PROMPTORY_REDIS_URL",
+        "share the per-key rate limit through this Redis (redis://host:port/db)",
+        metavar="URL",
+    ),
+    Option(
+        "--workers",
+        "PROMPTORY_WORKERS",
+        "server processes sharing the port",
+        _positive_int,
+        1,
+        "N",
+    ),
+    Option(
+        "--metrics-public",
+        "PROMPTORY_METRICS_PUBLIC",
+        "anyone may read /metrics (default: loopback clients and unscoped keys only)",
+        _switch,
+        False,
+        switch=True,
+    ),
+    Option(
+        "--watch-max-per-key",
+        "PROMPTORY_WATCH_MAX_PER_KEY",
+        "open /api/v1/watch streams per API key",
+        _positive_int,
+        64,
+        "N",
+    ),
+    Option(
+        "--watch-max-total",
+        "PROMPTORY_WATCH_MAX_TOTAL",
+        "open /api/v1/watch streams in all",
+        _positive_int,
+        1000,
         "N",
     ),
     Option(
@@ -349,8 +424,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"Make one with:  promptory keys create --keys-file {keys_file}\n"
             f"or set {keys_module.KEYS_ENV_VAR}=pm_live_... (comma-separated keys)."
         )
-    repo = Path(args.path).resolve()
-    if keys_file.exists() and keys_file.resolve().is_relative_to(repo):
+    repo = Path(args.path).resolve() if args.path else Path.cwd()
+    if args.path and keys_file.exists() and keys_file.resolve().is_relative_to(repo):
         logger.warning(
             "the keys file %s is inside the prompt repository; keep it outside", keys_file
         )
@@ -367,47 +442,69 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keep_alive_timeout=args.keep_alive_timeout,
     ).fitted(connections.raise_descriptor_limit())
 
+    settings = app_module.ServerSettings(
+        repo=str(repo),
+        keyring=keyring,
+        ref=args.ref,
+        org=args.org,
+        app=args.app,
+        rate_limit=args.rate_limit,
+        poll_interval=args.poll_interval,
+        ref_reads=not args.no_ref_reads,
+        render=renderpool.RenderCapacity(
+            workers=args.render_workers,
+            per_key=args.renders_per_key,
+            queue_per_key=args.render_queue,
+        ),
+        pull_from=args.pull_from,
+        pull_interval=args.pull_interval,
+        branch=args.branch,
+        data_dir=args.data_dir,
+        webhook_secret=args.webhook_secret or None,
+        redis_url=args.redis_url,
+        metrics_public=args.metrics_public,
+        watch_max_per_key=args.watch_max_per_key,
+        watch_max_total=args.watch_max_total,
+    )
+
+    def config(app: Any, port: int) -> Any:
+        return runner.server_config(
+            app,
+            limits,
+            host=args.host,
+            port=port,
+            log_level=args.log_level,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
+        )
+
+    scheme = "https" if tls else "http"
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    if args.workers > 1:
+        workers = import_extra("promptory.server.workers")
+        try:
+            return int(workers.serve_workers(settings, args.host, args.port, args.workers, config))
+        except OSError as exc:
+            return fail(_bind_error(exc, args.host, args.port), EXIT_CANNOT_BIND)
+
     # Bind before anything else: a port in use is said at once, in one line.
     try:
         sock = runner.bind_socket(args.host, args.port)
     except OSError as exc:
         return fail(_bind_error(exc, args.host, args.port), EXIT_CANNOT_BIND)
     with sock:
-        settings = app_module.ServerSettings(
-            repo=str(repo),
-            keyring=keyring,
-            ref=args.ref,
-            org=args.org,
-            app=args.app,
-            rate_limit=args.rate_limit,
-            poll_interval=args.poll_interval,
-            ref_reads=not args.no_ref_reads,
-            render=renderpool.RenderCapacity(
-                workers=args.render_workers,
-                per_key=args.renders_per_key,
-                queue_per_key=args.render_queue,
-            ),
-        )
         try:
             app = app_module.create_app(settings)
         except (store_module.StoreError, store_module.RefNotFoundError, ValueError) as exc:
             return fail(str(exc))
-        config = runner.server_config(
-            app,
-            limits,
-            host=args.host,
-            port=sock.getsockname()[1],
-            log_level=args.log_level,
-            ssl_certfile=args.ssl_certfile,
-            ssl_keyfile=args.ssl_keyfile,
-        )
+        except Exception as exc:  # the mirror's errors and the like: say what, no traceback
+            return fail(f"cannot start: {exc}")
+        server_config = config(app, sock.getsockname()[1])
         try:
-            config.load()
+            server_config.load()
         except (OSError, ssl.SSLError) as exc:
             return fail(f"cannot use the TLS certificate {args.ssl_certfile}: {exc}")
-        server = uvicorn.Server(config)
-        scheme = "https" if tls else "http"
-        host = f"[{args.host}]" if ":" in args.host else args.host
+        server = uvicorn.Server(server_config)
         logger.info(
             "serving on %s://%s:%d (%d connections at most)",
             scheme,
@@ -435,8 +532,13 @@ def add_serve(commands: Subcommands[argparse.ArgumentParser]) -> None:
 
 def _check_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     resolve_options(parser, args, SERVE_OPTIONS)
-    if args.path is None:
-        parser.error("the repository PATH is required (or set $PROMPTORY_REPO)")
+    if (args.path is None) == (args.pull_from is None):
+        parser.error(
+            "give the repository PATH or --pull-from URL, one of them (PATH may also come "
+            "from $PROMPTORY_REPO)"
+        )
+    if args.pull_from is not None and args.ref != "HEAD":
+        parser.error("--ref names a ref of a local repository; with --pull-from use --branch")
     if (args.org is None) != (args.app is None):
         parser.error("--org and --app go together (single-app repository)")
     if args.ssl_keyfile is not None and args.ssl_certfile is None:

@@ -27,15 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -50,13 +53,18 @@ from ..prompt import ENVIRONMENTS
 from .history_routes import history_routes
 from .includes import include_problems
 from .keys import KeyRecord, KeyRing
+from .metrics import CONTENT_TYPE, ServerMetrics
+from .mirror import Follower, Mirror, default_data_dir
 from .openapi import openapi_document
 from .ratelimit import RateLimiter
 from .records import PromptRecord, dump_json
 from .render import IncludeError, RenderJob, plan
 from .renderpool import Busy, Gone, RenderCapacity, RenderPool
+from .shared_limit import SharedRateLimiter
 from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
 from .ui import WebUI
+from .watch import TooManyWatchers, WatchHub
+from .webhooks import MAX_WEBHOOK_BODY, verify_webhook
 
 __all__ = ["CACHE_CONTROL_LIVE", "CACHE_CONTROL_PINNED", "ServerSettings", "create_app"]
 
@@ -89,6 +97,16 @@ class ServerSettings:
         ref_reads: answer ``?ref=`` (tags and commits the served ref holds); when False,
             a request with ``?ref=`` gets 400 ``REF_READS_DISABLED``.
         render: the render workers and the per-key render cap.
+        pull_from: follow this git remote (https, ssh, file:// or a path) instead of
+            serving `repo`: a bare mirror is kept in `data_dir`.
+        pull_interval: seconds between fetches of `pull_from`.
+        branch: the remote's branch to serve (None: its default branch).
+        data_dir: where the mirror lives (None: a folder per URL under ~/.cache/promptory).
+        webhook_secret: the secret push webhooks are signed with (None: webhooks refused).
+        redis_url: share the rate limit through this Redis.
+        metrics_public: let anyone read /metrics (else loopback clients and unscoped keys).
+        watch_max_per_key, watch_max_total: open /api/v1/watch streams allowed.
+        watch_heartbeat: seconds between heartbeats on a watch stream.
     """
 
     repo: str | os.PathLike[str]
@@ -102,6 +120,16 @@ class ServerSettings:
     prepare_in_background: bool = True
     ref_reads: bool = True
     render: RenderCapacity = field(default_factory=RenderCapacity)
+    pull_from: str | None = None
+    pull_interval: float = 30.0
+    branch: str | None = None
+    data_dir: str | os.PathLike[str] | None = None
+    webhook_secret: str | None = None
+    redis_url: str | None = None
+    metrics_public: bool = False
+    watch_max_per_key: int = 64
+    watch_max_total: int = 1000
+    watch_heartbeat: float = 15.0
 
 
 class _Prebuilt(Response):
@@ -184,13 +212,22 @@ class _Endpoint:
     """A route endpoint that is a plain ASGI app: Starlette passes scope, receive, send
     straight through, without building a `Request` or a handler wrapper."""
 
-    __slots__ = ("handler",)
+    __slots__ = ("count", "handler", "route")
 
-    def __init__(self, handler: Callable[[Scope, Receive], Awaitable[Response]]) -> None:
+    def __init__(
+        self,
+        handler: Callable[[Scope, Receive], Awaitable[Response]],
+        route: str = "",
+        count: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.handler = handler
+        self.route = route
+        self.count = count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.handler(scope, receive)
+        if self.count is not None:
+            self.count(self.route, response.status_code)
         await response(scope, receive, send)
 
 
@@ -199,18 +236,74 @@ class _Server:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
+        self.metrics = ServerMetrics()
+        self.mirror: Mirror | None = None
+        repo, ref = os.fspath(settings.repo), settings.ref
+        if settings.pull_from:
+            data_dir = settings.data_dir or default_data_dir(settings.pull_from)
+            self.mirror = Mirror(settings.pull_from, data_dir, settings.branch)
+            repo, ref = self.mirror.path, "HEAD"
         self.store = PromptStore(
-            os.fspath(settings.repo),
-            ref=settings.ref,
+            repo,
+            ref=ref,
             org=settings.org,
             app=settings.app,
             poll_interval=settings.poll_interval,
             prepare_in_background=settings.prepare_in_background,
         )
         self.keyring = settings.keyring
-        self.limiter = RateLimiter(settings.rate_limit)
+        self.limiter: RateLimiter | SharedRateLimiter
+        if settings.redis_url and settings.rate_limit:
+            self.limiter = SharedRateLimiter(
+                settings.rate_limit,
+                settings.redis_url,
+                on_fallback=self.metrics.rate_limit_fallbacks.inc,
+            )
+            shared = self.limiter
+            self.metrics.rate_limit_shared.set_function(lambda: 1.0 if shared.shared else 0.0)
+        else:
+            self.limiter = RateLimiter(settings.rate_limit)
         self.renders = RenderPool(settings.render)
         self.openapi = dump_json(openapi_document())
+        self.follower: Follower | None = None
+        if self.mirror is not None:
+            self.follower = Follower(
+                self.mirror,
+                self.store.refresh,
+                settings.pull_interval,
+                observe=self._observe_fetch,
+            )
+            self.metrics.track_last_fetch(lambda: self._follow_status_last())
+        self.watch = WatchHub(
+            max_per_key=settings.watch_max_per_key,
+            max_total=settings.watch_max_total,
+            heartbeat=settings.watch_heartbeat,
+            on_count=self.metrics.watch_subscribers.set,
+        )
+        self.store.on_swap(self._swapped)
+        self._served(self.store.snapshot)
+
+    # --- following and observing ------------------------------------------------------------
+
+    def _follow_status_last(self) -> float | None:
+        return None if self.follower is None else self.follower.status.last_success
+
+    def _observe_fetch(self, fetch: float, index: float | None, ok: bool) -> None:
+        self.metrics.fetch_seconds.observe(fetch)
+        if index is not None:
+            self.metrics.index_seconds.observe(index)
+        if not ok:
+            self.metrics.fetch_failures.inc()
+
+    def _served(self, snapshot: Snapshot) -> None:
+        self.metrics.set_served(
+            snapshot.commit, snapshot.file_count, len(snapshot.skipped_problems())
+        )
+
+    def _swapped(self, before: Snapshot, after: Snapshot) -> None:
+        self.metrics.commits.inc()
+        self._served(after)
+        self.watch.served(before, after)
 
     # --- shared steps ------------------------------------------------------------------------
 
@@ -404,6 +497,7 @@ class _Server:
         if isinstance(job, IncludeError):
             return _error(400, "RENDER_ERROR", job.message)
         gone = asyncio.ensure_future(_disconnected(receive))
+        started = time.perf_counter()
         try:
             text = await self.renders.render(key.id, job, variables, gone)
         except Busy as exc:
@@ -414,6 +508,7 @@ class _Server:
             return _error(503, "SERVER_BUSY", "the client went away before its render ran")
         finally:
             gone.cancel()
+            self.metrics.render_seconds.observe(time.perf_counter() - started)
         served = record.ready
         assert served is not None
         return _json(
@@ -440,8 +535,10 @@ class _Server:
         except IncludeError as exc:
             return record, exc
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Response:
-        limit = self.settings.max_body
+    async def _read_body(
+        self, scope: Scope, receive: Receive, limit: int | None = None
+    ) -> bytes | Response:
+        limit = self.settings.max_body if limit is None else limit
         too_large = _error(
             413, "PAYLOAD_TOO_LARGE", f"request body is over the limit of {limit:,} bytes"
         )
@@ -546,7 +643,7 @@ class _Server:
             problems.sort(key=lambda problem: problem.path)
             served = snapshot.prompts(allow=allow)
             files = sum(1 for r in snapshot.records() if allow is None or allow(r.org, r.app))
-            return {
+            status: dict[str, Any] = {
                 "commit": snapshot.commit,
                 "ref": self.store.ref,
                 "committed_at": snapshot.committed_at,
@@ -556,12 +653,86 @@ class _Server:
                     {"path": _printable(p.path), "message": _printable(p.message)} for p in problems
                 ],
             }
+            if self.follower is not None:
+                status["follow"] = self.follower.status.as_json(snapshot.commit, time.time())
+            return status
 
         return _json(await run_in_threadpool(gather))
 
     async def health(self, scope: Scope, receive: Receive) -> Response:
         snapshot = self.store.snapshot
         return _json({"status": "ok", "commit": snapshot.commit, "prompts": snapshot.file_count})
+
+    async def ready(self, scope: Scope, receive: Receive) -> Response:
+        """Readiness: 200 once a commit is served, else 503."""
+        commit = self.store.snapshot.commit
+        body: dict[str, Any] = {"status": "ready" if commit else "not ready", "commit": commit}
+        if self.follower is not None:
+            body["follow"] = self.follower.status.as_json(commit, time.time())
+        if commit is None:
+            return _json(body, 503)
+        return _json(body)
+
+    async def webhook(self, scope: Scope, receive: Receive) -> Response:
+        """A signed push webhook from a forge: fetch now."""
+        body = await self._read_body(scope, receive, MAX_WEBHOOK_BODY)
+        if isinstance(body, Response):
+            return body
+        forge = verify_webhook(self.settings.webhook_secret, scope["headers"], body)
+        if forge is None:
+            why = (
+                "no webhook secret is configured (--webhook-secret or PROMPTORY_WEBHOOK_SECRET)"
+                if not self.settings.webhook_secret
+                else "missing or wrong signature (X-Hub-Signature-256, X-Gitlab-Token or "
+                "X-Gitea-Signature)"
+            )
+            return _error(401, "UNAUTHORIZED", f"webhook refused: {why}")
+        if self.follower is None:
+            return _error(
+                409, "NOT_FOLLOWING", "this server does not follow a remote (--pull-from)"
+            )
+        self.follower.trigger()
+        return _json({"accepted": True, "forge": forge}, 202)
+
+    async def watch_stream(self, scope: Scope, receive: Receive) -> Response:
+        """Server-Sent Events: one event per served commit, within the key's scope."""
+        key, _ = self._admit(scope)
+        if isinstance(key, Response):
+            return key
+        last_event_id = None
+        for name, value in scope["headers"]:
+            if name == b"last-event-id":
+                last_event_id = value.decode("latin-1").strip()[:200]
+        try:
+            subscriber = self.watch.subscribe(key.id)
+        except TooManyWatchers as exc:
+            return _error(429, "TOO_MANY_WATCHERS", exc.message, {"Retry-After": "30"})
+        allow = None if key.unscoped else key.allows
+        return EventSourceResponse(
+            self.watch.events(subscriber, last_event_id, allow),
+            ping=self.settings.watch_heartbeat,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def metrics_text(self, scope: Scope, receive: Receive) -> Response:
+        """Prometheus metrics, for loopback clients, unscoped keys, or anyone if public."""
+        if not self.settings.metrics_public and not _loopback(scope):
+            key, _ = self._admit(scope)
+            if isinstance(key, Response):
+                return key
+            if not key.unscoped:
+                return _error(
+                    403, "FORBIDDEN", "metrics are for loopback clients and unscoped API keys"
+                )
+        body = self.metrics.scrape()
+        return _Prebuilt(
+            200,
+            body,
+            [
+                (b"content-type", CONTENT_TYPE.encode("ascii")),
+                (b"content-length", str(len(body)).encode("ascii")),
+            ],
+        )
 
     async def openapi_json(self, scope: Scope, receive: Receive) -> Response:
         return _Prebuilt(
@@ -594,6 +765,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(status, _STATUS_CODES.get(status, f"HTTP_{status}"), message, exc.headers)
 
 
+def _loopback(scope: Scope) -> bool:
+    client = scope.get("client")
+    if not client:
+        return False
+    try:
+        return ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:
+        return False
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     path = escape_controls(request.url.path)  # decoded: %0A would forge a log line
     logger.error("error answering %s %s", request.method, path, exc_info=exc)
@@ -614,25 +795,54 @@ def create_app(settings: ServerSettings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        server.watch.start(asyncio.get_running_loop(), server.store.snapshot)
         server.store.start()
+        if server.follower is not None:
+            server.follower.start()
         await run_in_threadpool(server.renders.start)
         try:
             yield
         finally:
+            server.watch.close()
+            if server.follower is not None:
+                server.follower.stop()
             server.store.stop()
             server.renders.stop()
+            if isinstance(server.limiter, SharedRateLimiter):
+                server.limiter.close()
+
+    count = server.metrics.count
+
+    def endpoint(path: str, handler: Callable[[Scope, Receive], Awaitable[Response]]) -> Any:
+        return _Endpoint(handler, path, count)
 
     routes = [
-        Route("/api/v1/prompts", _Endpoint(server.list_prompts), methods=["GET"]),
+        Route("/api/v1/prompts", endpoint("/api/v1/prompts", server.list_prompts), methods=["GET"]),
         Route(
             "/api/v1/prompts/by-name/{org}/{app}/{name}",
-            _Endpoint(server.get_by_name),
+            endpoint("/api/v1/prompts/by-name/{org}/{app}/{name}", server.get_by_name),
             methods=["GET"],
         ),
-        Route("/api/v1/prompts/{id}", _Endpoint(server.get_by_id), methods=["GET"]),
-        Route("/api/v1/prompts/{id}/render", _Endpoint(server.render), methods=["POST"]),
-        Route("/api/v1/status", _Endpoint(server.status), methods=["GET"]),
-        Route("/health", _Endpoint(server.health), methods=["GET"]),
+        Route(
+            "/api/v1/prompts/{id}",
+            endpoint("/api/v1/prompts/{id}", server.get_by_id),
+            methods=["GET"],
+        ),
+        Route(
+            "/api/v1/prompts/{id}/render",
+            endpoint("/api/v1/prompts/{id}/render", server.render),
+            methods=["POST"],
+        ),
+        Route("/api/v1/status", endpoint("/api/v1/status", server.status), methods=["GET"]),
+        Route("/api/v1/watch", endpoint("/api/v1/watch", server.watch_stream), methods=["GET"]),
+        Route(
+            "/api/v1/webhooks/git",
+            endpoint("/api/v1/webhooks/git", server.webhook),
+            methods=["POST"],
+        ),
+        Route("/health", endpoint("/health", server.health), methods=["GET"]),
+        Route("/ready", endpoint("/ready", server.ready), methods=["GET"]),
+        Route("/metrics", _Endpoint(server.metrics_text), methods=["GET"]),
         Route("/openapi.json", _Endpoint(server.openapi_json), methods=["GET"]),
         *history_routes(server),
         *WebUI(server).routes(),
@@ -646,4 +856,8 @@ def create_app(settings: ServerSettings) -> Starlette:
     app.router.redirect_slashes = False
     app.state.store = server.store
     app.state.keyring = server.keyring
+    app.state.follower = server.follower
+    app.state.watch = server.watch
+    app.state.metrics = server.metrics
+    app.state.limiter = server.limiter
     return app

@@ -44,7 +44,7 @@ def _echo(value: str) -> str:
 class _HistoryEndpoints:
     def __init__(self, server: _Server) -> None:
         self.server = server
-        self.revisions = Revisions(os.fspath(server.settings.repo), resolve=server.readable_sha)
+        self.revisions = Revisions(os.fspath(server.store.path), resolve=server.readable_sha)
 
     async def _prompt(
         self, scope: Scope, query: dict[str, str]

@@ -502,6 +502,91 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
         },
+        "/api/v1/watch": {
+            "get": {
+                "operationId": "watch",
+                "summary": "Server-Sent Events: a 'hello' event, then one 'commit' event per "
+                "served commit (id: the sha; data: the prompts in the key's scope whose answer "
+                "changed), heartbeat comments, and 'reset' when Last-Event-ID is too old.",
+                "parameters": [
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "Resume after this commit.",
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "An event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "401": _ref("Unauthorized"),
+                    "429": _ref("RateLimited"),
+                },
+            }
+        },
+        "/api/v1/webhooks/git": {
+            "post": {
+                "operationId": "gitWebhook",
+                "summary": "A push webhook (GitHub X-Hub-Signature-256, GitLab X-Gitlab-Token, "
+                "Gitea/Forgejo X-Gitea-Signature): fetch the followed remote now.",
+                "security": [],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "202": {
+                        "description": "Accepted: a fetch follows.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "401": _ref("Unauthorized"),
+                    "409": {
+                        "description": "The server does not follow a remote.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "413": _ref("PayloadTooLarge"),
+                },
+            }
+        },
+        "/ready": {
+            "get": {
+                "operationId": "getReady",
+                "summary": "Readiness: 200 once a commit is served (with the sha and, when "
+                "following a remote, the last fetch and the lag), else 503.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Ready.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "503": {
+                        "description": "No commit served yet.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "getMetrics",
+                "summary": "Prometheus metrics: loopback clients and unscoped keys (or anyone "
+                "with --metrics-public).",
+                # A key is needed only from another host: from loopback none is.
+                "security": [{"bearer": []}, {}],
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": _ref("Unauthorized"),
+                    "403": _ref("Forbidden"),
+                    "429": _ref("RateLimited"),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "getOpenAPI",

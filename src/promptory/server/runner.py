@@ -100,7 +100,7 @@ class BackgroundServer:
         host: str = "127.0.0.1",
         port: int = 0,
         log_level: str = "warning",
-        start_timeout: float = 10.0,
+        start_timeout: float = 60.0,
         stop_timeout: float = 5.0,
         limits: ConnectionLimits | None = None,
         **config: Any,

@@ -916,6 +916,7 @@ class PromptStore:
         self._reported: set[Problem] = set()
         self._warm: Iterator[PromptRecord] | None = None
         self._warm_snapshot: Snapshot | None = None
+        self._listeners: list[Callable[[Snapshot, Snapshot], None]] = []
         with self._lock:
             commit = self._resolve(ref, unborn_ok=True)
             if commit is None:
@@ -928,6 +929,11 @@ class PromptStore:
     def snapshot(self) -> Snapshot:
         """The snapshot of the ref's current commit (take it once per request)."""
         return self._snapshot
+
+    def on_swap(self, listener: Callable[[Snapshot, Snapshot], None]) -> None:
+        """Call `listener(before, after)` each time a new snapshot is swapped in (on the
+        thread that swapped it, holding the store's lock)."""
+        self._listeners.append(listener)
 
     # --- resolving refs --------------------------------------------------------------------
 
@@ -967,6 +973,12 @@ class PromptStore:
                 base_commit = self._repo[current.commit]
                 snapshot = self._builder.incremental(commit, self.ref, current, base_commit)
             self._snapshot = snapshot
+            # Under the lock, so listeners see the swaps in the order they happened.
+            for listener in self._listeners:
+                try:
+                    listener(current, snapshot)
+                except Exception:  # a listener's bug must not undo or stop the swap
+                    logger.exception("a listener of %s failed on %s", self.path, snapshot.commit)
         logger.debug("indexed %s in %.3f s", snapshot.commit, time.perf_counter() - started)
         self._log_snapshot(snapshot)
         return True

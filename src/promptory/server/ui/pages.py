@@ -133,7 +133,7 @@ class WebUI:
         self.store = server.store
         self.keyring = server.keyring
         self.sessions = sessions or SessionTable()
-        self.revisions = Revisions(os.fspath(server.settings.repo), resolve=server.readable_sha)
+        self.revisions = Revisions(os.fspath(server.store.path), resolve=server.readable_sha)
         self.rows = PromptRows()
         self.templates = Environment(
             loader=FileSystemLoader(_HERE / "templates"),
