@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from ._cache import CacheEntry, CacheKey, PromptCache, key_text
+from ._cache import CacheEntry, CacheKey, PromptCache, describe_key
 from ._fetch import (
     Done,
     Evict,
@@ -226,13 +226,13 @@ class ClientCore:
         if self._ttl_zero or (max_stale is not None and now - entry.fresh_until > max_stale):
             # TTL 0 revalidates in the caller; past max_stale the old copy may not be served.
             self.misses += 1
-            cache_logger.debug("%s: expired, revalidating in the caller", key_text(key))
+            cache_logger.debug("%s: expired, revalidating in the caller", describe_key(key))
             return Miss(key, entry)
         self.stale_hits += 1
         if key in self.flights or now < entry.retry_at:
             # Revalidating already, or cooling down after failures: just serve the copy.
             return entry.prompt
-        cache_logger.debug("%s: stale, revalidating in the background", key_text(key))
+        cache_logger.debug("%s: stale, revalidating in the background", describe_key(key))
         return Stale(key, entry)
 
     # -- fetching --
@@ -246,7 +246,7 @@ class ClientCore:
         if effect is None:
             return step
         cache = self.cache
-        key_name = key_text(effect.key)
+        key_name = describe_key(effect.key)
         if isinstance(effect, Store):
             stored = cache.put(
                 effect.key,
@@ -327,7 +327,7 @@ class ClientCore:
             logger.warning(
                 "could not revalidate %s: %s; serving the cached copy (age %.0f s), "
                 "next attempt in %.1f s",
-                key_text(key),
+                describe_key(key),
                 error,
                 now - entry.stored_at,
                 wait,
@@ -336,7 +336,7 @@ class ClientCore:
             self.stale_if_error += 1
             logger.warning(
                 "could not refresh %s: %s; serving the cached copy (age %.0f s)",
-                key_text(key),
+                describe_key(key),
                 error,
                 now - entry.stored_at,
             )
@@ -371,7 +371,7 @@ class ClientCore:
                 self.fallbacks += 1
                 logger.warning(
                     "%s: %s; serving a fallback%s",
-                    key_text(key),
+                    describe_key(key),
                     error,
                     " from the snapshot file" if fallback is None else "",
                 )
@@ -430,7 +430,7 @@ class ClientCore:
         raise error
 
     def stats(self) -> dict[str, Any]:
-        """`cache_stats()`: the contract's keys, then counters."""
+        """`cache_stats()`: the cache's keys (README "Caching"), then counters."""
         stats = self.cache.stats(self.clock())
         stats.update(
             hits=self.hits,

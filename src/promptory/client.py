@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from ._base import ClientBase
-from ._cache import CacheEntry, CacheKey, key_text
+from ._cache import CacheEntry, CacheKey, describe_key
 from ._core import Fallback, Miss, Stale
 from ._fetch import Done, Fail, Fetch, Retry
 from ._options import MAX_RESPONSE_BYTES, PREFETCH_CONCURRENCY, prefetch_targets
@@ -329,7 +329,7 @@ class PromptClient(ClientBase):
         if not leader:
             if not flight.done.wait(self._core.options.give_up_after + 1.0):
                 raise APITimeoutError(
-                    f"gave up waiting for the request already in flight for {key_text(key)}"
+                    f"gave up waiting for the request already in flight for {describe_key(key)}"
                 )
             return _outcome(flight, key)
         try:
@@ -372,10 +372,10 @@ class PromptClient(ClientBase):
         except PromptoryError as error:
             flight.error = error
             if not self._closed:  # a revalidation cut short by close() is no news
-                logger.warning("background revalidation of %s failed: %s", key_text(key), error)
+                logger.warning("background revalidation of %s failed: %s", describe_key(key), error)
         except BaseException as exc:  # pragma: no cover - a bug, but never kill the worker
             flight.error = exc
-            logger.exception("background revalidation of %s crashed", key_text(key))
+            logger.exception("background revalidation of %s crashed", describe_key(key))
         finally:
             with self._lock:
                 self._core.flights.pop(key, None)
@@ -456,7 +456,7 @@ def _outcome(flight: _Flight, key: CacheKey) -> Prompt:
     if isinstance(error, PromptoryError):
         raise error
     raise PromptoryError(
-        f"the request in flight for {key_text(key)} failed: {type(error).__name__}"
+        f"the request in flight for {describe_key(key)} failed: {type(error).__name__}"
     ) from error
 
 

@@ -49,7 +49,7 @@ from typing import Any, Final
 import pygit2
 
 from .._controls import escape_controls
-from ..prompt import ENVIRONMENTS
+from .._protocol import PROMOTION_ORDER
 from .claims import ClaimHistory
 from .files import MAX_FILE_BYTES, PromptFileError, PromptText, canonical_id, is_valid_name
 from .history import Change, History, LastChange, change_of, changes_since
@@ -60,7 +60,6 @@ __all__ = [
     "Layout",
     "MIN_SHA_LENGTH",
     "PENDING",
-    "PROMOTION_ORDER",
     "Pending",
     "Problem",
     "PromptStore",
@@ -73,9 +72,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("promptory.server")
-
-#: Environments from most to least promoted: the order of by-name lookups.
-PROMOTION_ORDER: tuple[str, ...] = tuple(reversed(ENVIRONMENTS))
 
 _MODE_TREE = 0o040000
 _MODE_LINK = 0o120000
@@ -171,7 +167,7 @@ def _winner(candidates: tuple[PromptRecord, ...], work: bool) -> PromptRecord | 
     for record in candidates:
         if not work and not record.prepared:
             return PENDING
-        if record.valid:
+        if record.parse():
             return record
     return None
 
@@ -1165,7 +1161,7 @@ class PromptStore:
             return
         deadline = time.monotonic() + budget
         for record in self._warm:
-            record.valid  # noqa: B018 - preparing is the point
+            record.parse()
             if time.monotonic() > deadline or self._stop.is_set():
                 return
         self._warm = None
