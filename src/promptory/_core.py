@@ -53,6 +53,9 @@ __all__ = ["ClientCore", "Fallback", "Lookup", "Miss", "Stale"]
 logger = logging.getLogger("promptory")
 cache_logger = logging.getLogger("promptory.cache")
 
+# What the fast getters' marker parameter holds unless a caller filled it positionally.
+_POSITIONAL_END = object()
+
 Fallback = str | Prompt | Callable[[PromptoryError], str | Prompt]
 """A per-call fallback: a body, a `Prompt`, or a callable given the error that returns one."""
 
@@ -122,9 +125,6 @@ class ClientCore:
 
     # -- the hot path --
 
-    # lookup_id and lookup_name repeat the same dozen lines on purpose: a shared helper
-    # would add a Python call to every cache hit, a sixth of its cost.
-
     def sync_getters(
         self, resolve: Callable[[Stale | Miss, Fallback | None], Prompt]
     ) -> tuple[Callable[..., Prompt], Callable[..., Prompt]]:
@@ -139,14 +139,33 @@ class ClientCore:
         """
         get, cache, clock, core = self._get, self.cache, self.clock, self
         lookup_id, lookup_name = self.lookup_id, self.lookup_name
+        # `ref` and `fallback` are keyword-only in the documented signatures, but CPython
+        # (3.11 to 3.13) never specialises a call to a function with keyword-only
+        # parameters (`function_kind` in Python/specialize.c), which costs a hit about a
+        # tenth of its time. So the getters hold a marker where the `*` would be, and refuse
+        # a call that fills it positionally, as Python would.
+        end = _POSITIONAL_END
 
         def get_by_id(
-            prompt_id: str, *, ref: str | None = None, fallback: Fallback | None = None
+            prompt_id: str,
+            _positional_end: object = end,
+            ref: str | None = None,
+            fallback: Fallback | None = None,
         ) -> Prompt:
             entry = get(("id", prompt_id, ref))
-            if entry is not None and entry is cache.last and clock() < entry.fresh_until:
+            if (
+                entry is not None
+                and entry is cache.last
+                and _positional_end is end
+                and clock() < entry.fresh_until
+            ):
                 core.hits += 1
                 return entry.prompt
+            if _positional_end is not end:
+                raise TypeError(
+                    "get() takes 1 positional argument (prompt_id); give ref and "
+                    "fallback by keyword"
+                )
             state = lookup_id(prompt_id, ref)
             if state.__class__ is Prompt:
                 return state
@@ -157,14 +176,24 @@ class ClientCore:
             app: str,
             name: str,
             environment: str | None = None,
-            *,
+            _positional_end: object = end,
             ref: str | None = None,
             fallback: Fallback | None = None,
         ) -> Prompt:
             entry = get(("name", org, app, name, environment, ref))
-            if entry is not None and entry is cache.last and clock() < entry.fresh_until:
+            if (
+                entry is not None
+                and entry is cache.last
+                and _positional_end is end
+                and clock() < entry.fresh_until
+            ):
                 core.hits += 1
                 return entry.prompt
+            if _positional_end is not end:
+                raise TypeError(
+                    "get_by_name() takes at most 4 positional arguments (org, app, "
+                    "name, environment); give ref and fallback by keyword"
+                )
             state = lookup_name(org, app, name, environment, ref)
             if state.__class__ is Prompt:
                 return state
@@ -174,23 +203,7 @@ class ClientCore:
 
     def lookup_id(self, prompt_id: str, ref: str | None = None) -> Lookup:
         """Look `prompt_id` up: the `Prompt` when fresh, else `Stale` or `Miss`."""
-        key = ("id", prompt_id, ref)
-        entry = self._get(key)
-        if entry is not None:
-            cache = self.cache
-            if entry is not cache.last:  # already the most recently used: nothing to move
-                try:
-                    self._touch(key)
-                except KeyError:  # evicted by another thread in between
-                    pass
-                cache.last = entry
-            now = self.clock()
-            if now < entry.fresh_until:
-                self.hits += 1
-                return entry.prompt
-            return self._expired(key, entry, now)
-        self.misses += 1
-        return Miss(key, None)
+        return self.lookup(("id", prompt_id, ref))
 
     def lookup_name(
         self, org: str, app: str, name: str, environment: str | None = None, ref: str | None = None
@@ -203,7 +216,11 @@ class ClientCore:
         """
         if environment is not None:
             check_environment(environment)
-        key = ("name", org, app, name, environment, ref)
+        return self.lookup(("name", org, app, name, environment, ref))
+
+    def lookup(self, key: CacheKey) -> Lookup:
+        """Look `key` up, marking it most recently used: the `Prompt` when fresh, else
+        `Stale` or `Miss`. Counts the hit or miss."""
         entry = self._get(key)
         if entry is not None:
             cache = self.cache

@@ -76,6 +76,20 @@ def test_unknown_environment_is_refused_before_any_request(sdk: SdkFactory, back
     assert backend.count() == 0
 
 
+def test_ref_and_fallback_are_keyword_only_on_a_hit_and_a_miss(sdk: SdkFactory, backend) -> None:
+    client = sdk(backend.url)
+    with pytest.raises(TypeError):  # a miss
+        client.get_by_name("myorg", "myapp", "greeting", None, None)
+    with pytest.raises(TypeError):
+        client.get(backend.greeting_id, None)
+    client.get_by_name("myorg", "myapp", "greeting")
+    client.get(backend.greeting_id)
+    with pytest.raises(TypeError):  # a warm hit on the same key
+        client.get_by_name("myorg", "myapp", "greeting", None, None)
+    with pytest.raises(TypeError):
+        client.get(backend.greeting_id, None)
+
+
 def test_unknown_id_raises_not_found(sdk: SdkFactory, backend) -> None:
     with pytest.raises(NotFoundError) as caught:
         sdk(backend.url).get("missing-id")
