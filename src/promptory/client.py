@@ -24,7 +24,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
@@ -126,7 +126,8 @@ class PromptClient(ClientBase):
         self._pool_name = f"promptory-revalidate-{id(self):x}"
         _LIVE_CLIENTS.add(self)
         # The hot path: per-instance getters from the core, one Python frame per cache hit.
-        # The methods below document the same calls and serve `PromptClient.get(client, ...)`.
+        # The methods below document the same calls and hand `PromptClient.get(client, ...)`
+        # to these.
         get, get_by_name = self._core.sync_getters(self._resolve)
         setattr(self, "get", get)  # noqa: B010 - shadowing the method on purpose
         setattr(self, "get_by_name", get_by_name)  # noqa: B010
@@ -162,10 +163,9 @@ class PromptClient(ClientBase):
         Raises:
             NotFoundError: no such prompt. See `promptory.exceptions` for the others.
         """
-        state = self._lookup_id(prompt_id, ref)
-        if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
-            return state
-        return self._resolve(state, fallback)  # type: ignore[arg-type]
+        # The instance's own getter (see __init__): this method only documents it.
+        getter: Callable[..., Prompt] = self.__dict__["get"]
+        return getter(prompt_id, ref=ref, fallback=fallback)
 
     def get_by_name(
         self,
@@ -188,10 +188,8 @@ class PromptClient(ClientBase):
             ref: a commit sha or tag: the prompt as it was there (cached for good).
             fallback: as for `get`.
         """
-        state = self._lookup_name(org, app, name, environment, ref)
-        if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
-            return state
-        return self._resolve(state, fallback)  # type: ignore[arg-type]
+        getter: Callable[..., Prompt] = self.__dict__["get_by_name"]
+        return getter(org, app, name, environment, ref=ref, fallback=fallback)
 
     def render(
         self,

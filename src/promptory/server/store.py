@@ -587,13 +587,14 @@ class _Index:
         else:
             self.apps[place] -= 1
 
-    def snapshot(self, commit: Any, ref: str, holder: _Holder) -> Snapshot:
+    def snapshot(self, commit: Any | None, ref: str, holder: _Holder) -> Snapshot:
+        """The snapshot of what is indexed, as of `commit` (None: a working tree)."""
         eligible = {key: _eligible(self.by_id[key], holder) for key in self.contested}
-        change = change_of(commit)
+        change = None if commit is None else change_of(commit)
         return Snapshot(
-            commit=change.sha,
+            commit=None if change is None else change.sha,
             ref=ref,
-            committed_at=change.time,
+            committed_at=None if change is None else change.time,
             records=self.records,
             skipped=self.skipped,
             by_id=self.by_id,
@@ -716,18 +717,7 @@ def index_files(
     def no_holder(prompt_id: str, places: list[_Place]) -> _Place | None:
         return None
 
-    eligible = {key: _eligible(index.by_id[key], holder or no_holder) for key in index.contested}
-    return Snapshot(
-        commit=None,
-        ref="",
-        committed_at=None,
-        records=index.records,
-        skipped=index.skipped,
-        by_id=index.by_id,
-        by_key=index.by_key,
-        apps=index.apps,
-        eligible=eligible,
-    )
+    return index.snapshot(None, "", holder or no_holder)
 
 
 _SYMLINK = "symbolic links are not served; commit the file"
