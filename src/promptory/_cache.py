@@ -14,8 +14,8 @@ Rules of this module:
   asked to forget.
 
 Keys are tuples, cheap to hash on the hot path:
-``("id", prompt_id, ref)`` and ``("name", org, app, name, environment, ref)``; `key_text`
-spells them as the contract does: ``id:<id>`` and ``name:<org>/<app>/<name>:<env or any>``.
+``("id", prompt_id, ref)`` and ``("name", org, app, name, environment, ref)``; `describe_key`
+is the one way messages and logs name them (``prompt id '<id>'``, ``prompt <org>/<app>/<name>``).
 """
 
 from __future__ import annotations
@@ -28,20 +28,22 @@ from typing import Any
 
 from .prompt import Prompt
 
-__all__ = ["CacheEntry", "CacheKey", "PromptCache", "key_text"]
+__all__ = ["CacheEntry", "CacheKey", "PromptCache", "describe_key"]
 
 CacheKey = tuple[Any, ...]
 
 
-def key_text(key: CacheKey) -> str:
-    """The contract's spelling of a cache key, for logs and messages."""
+def describe_key(key: CacheKey) -> str:
+    """How messages and logs name the prompt of `key`."""
     if key[0] == "id":
-        text = f"id:{key[1]}"
+        text = f"prompt id {key[1]!r}"
     else:
         _, org, app, name, environment = key[:5]
-        text = f"name:{org}/{app}/{name}:{environment or 'any'}"
+        text = f"prompt {org}/{app}/{name}"
+        if environment is not None:
+            text += f" (environment {environment})"
     ref = key[-1]
-    return f"{text}@{ref}" if ref is not None else text
+    return f"{text} at ref {ref}" if ref is not None else text
 
 
 class CacheEntry:
@@ -189,7 +191,7 @@ class PromptCache:
             return list(self._data.items())
 
     def stats(self, now: float) -> dict[str, Any]:
-        """The contract's cache statistics at time `now`."""
+        """The cache statistics at time `now`, keyed as README "Caching" lists them."""
         entries = [entry for _, entry in self.entries()]
         fresh = sum(1 for entry in entries if now < entry.fresh_until)
         oldest = max((now - entry.stored_at for entry in entries), default=0.0)

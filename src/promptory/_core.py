@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from ._cache import CacheEntry, CacheKey, PromptCache, key_text
+from ._cache import CacheEntry, CacheKey, PromptCache, describe_key
 from ._fetch import (
     Done,
     Evict,
@@ -52,6 +52,9 @@ __all__ = ["ClientCore", "Fallback", "Lookup", "Miss", "Stale"]
 
 logger = logging.getLogger("promptory")
 cache_logger = logging.getLogger("promptory.cache")
+
+# What the fast getters' marker parameter holds unless a caller filled it positionally.
+_POSITIONAL_END = object()
 
 Fallback = str | Prompt | Callable[[PromptoryError], str | Prompt]
 """A per-call fallback: a body, a `Prompt`, or a callable given the error that returns one."""
@@ -122,9 +125,6 @@ class ClientCore:
 
     # -- the hot path --
 
-    # lookup_id and lookup_name repeat the same dozen lines on purpose: a shared helper
-    # would add a Python call to every cache hit, a sixth of its cost.
-
     def sync_getters(
         self, resolve: Callable[[Stale | Miss, Fallback | None], Prompt]
     ) -> tuple[Callable[..., Prompt], Callable[..., Prompt]]:
@@ -139,14 +139,33 @@ class ClientCore:
         """
         get, cache, clock, core = self._get, self.cache, self.clock, self
         lookup_id, lookup_name = self.lookup_id, self.lookup_name
+        # `ref` and `fallback` are keyword-only in the documented signatures, but CPython
+        # (3.11 to 3.13) never specialises a call to a function with keyword-only
+        # parameters (`function_kind` in Python/specialize.c), which costs a hit about a
+        # tenth of its time. So the getters hold a marker where the `*` would be, and refuse
+        # a call that fills it positionally, as Python would.
+        end = _POSITIONAL_END
 
         def get_by_id(
-            prompt_id: str, *, ref: str | None = None, fallback: Fallback | None = None
+            prompt_id: str,
+            _positional_end: object = end,
+            ref: str | None = None,
+            fallback: Fallback | None = None,
         ) -> Prompt:
             entry = get(("id", prompt_id, ref))
-            if entry is not None and entry is cache.last and clock() < entry.fresh_until:
+            if (
+                entry is not None
+                and entry is cache.last
+                and _positional_end is end
+                and clock() < entry.fresh_until
+            ):
                 core.hits += 1
                 return entry.prompt
+            if _positional_end is not end:
+                raise TypeError(
+                    "get() takes 1 positional argument (prompt_id); give ref and "
+                    "fallback by keyword"
+                )
             state = lookup_id(prompt_id, ref)
             if state.__class__ is Prompt:
                 return state
@@ -157,14 +176,24 @@ class ClientCore:
             app: str,
             name: str,
             environment: str | None = None,
-            *,
+            _positional_end: object = end,
             ref: str | None = None,
             fallback: Fallback | None = None,
         ) -> Prompt:
             entry = get(("name", org, app, name, environment, ref))
-            if entry is not None and entry is cache.last and clock() < entry.fresh_until:
+            if (
+                entry is not None
+                and entry is cache.last
+                and _positional_end is end
+                and clock() < entry.fresh_until
+            ):
                 core.hits += 1
                 return entry.prompt
+            if _positional_end is not end:
+                raise TypeError(
+                    "get_by_name() takes at most 4 positional arguments (org, app, "
+                    "name, environment); give ref and fallback by keyword"
+                )
             state = lookup_name(org, app, name, environment, ref)
             if state.__class__ is Prompt:
                 return state
@@ -174,23 +203,7 @@ class ClientCore:
 
     def lookup_id(self, prompt_id: str, ref: str | None = None) -> Lookup:
         """Look `prompt_id` up: the `Prompt` when fresh, else `Stale` or `Miss`."""
-        key = ("id", prompt_id, ref)
-        entry = self._get(key)
-        if entry is not None:
-            cache = self.cache
-            if entry is not cache.last:  # already the most recently used: nothing to move
-                try:
-                    self._touch(key)
-                except KeyError:  # evicted by another thread in between
-                    pass
-                cache.last = entry
-            now = self.clock()
-            if now < entry.fresh_until:
-                self.hits += 1
-                return entry.prompt
-            return self._expired(key, entry, now)
-        self.misses += 1
-        return Miss(key, None)
+        return self.lookup(("id", prompt_id, ref))
 
     def lookup_name(
         self, org: str, app: str, name: str, environment: str | None = None, ref: str | None = None
@@ -203,7 +216,11 @@ class ClientCore:
         """
         if environment is not None:
             check_environment(environment)
-        key = ("name", org, app, name, environment, ref)
+        return self.lookup(("name", org, app, name, environment, ref))
+
+    def lookup(self, key: CacheKey) -> Lookup:
+        """Look `key` up, marking it most recently used: the `Prompt` when fresh, else
+        `Stale` or `Miss`. Counts the hit or miss."""
         entry = self._get(key)
         if entry is not None:
             cache = self.cache
@@ -226,13 +243,13 @@ class ClientCore:
         if self._ttl_zero or (max_stale is not None and now - entry.fresh_until > max_stale):
             # TTL 0 revalidates in the caller; past max_stale the old copy may not be served.
             self.misses += 1
-            cache_logger.debug("%s: expired, revalidating in the caller", key_text(key))
+            cache_logger.debug("%s: expired, revalidating in the caller", describe_key(key))
             return Miss(key, entry)
         self.stale_hits += 1
         if key in self.flights or now < entry.retry_at:
             # Revalidating already, or cooling down after failures: just serve the copy.
             return entry.prompt
-        cache_logger.debug("%s: stale, revalidating in the background", key_text(key))
+        cache_logger.debug("%s: stale, revalidating in the background", describe_key(key))
         return Stale(key, entry)
 
     # -- fetching --
@@ -246,7 +263,7 @@ class ClientCore:
         if effect is None:
             return step
         cache = self.cache
-        key_name = key_text(effect.key)
+        key_name = describe_key(effect.key)
         if isinstance(effect, Store):
             stored = cache.put(
                 effect.key,
@@ -327,7 +344,7 @@ class ClientCore:
             logger.warning(
                 "could not revalidate %s: %s; serving the cached copy (age %.0f s), "
                 "next attempt in %.1f s",
-                key_text(key),
+                describe_key(key),
                 error,
                 now - entry.stored_at,
                 wait,
@@ -336,7 +353,7 @@ class ClientCore:
             self.stale_if_error += 1
             logger.warning(
                 "could not refresh %s: %s; serving the cached copy (age %.0f s)",
-                key_text(key),
+                describe_key(key),
                 error,
                 now - entry.stored_at,
             )
@@ -371,7 +388,7 @@ class ClientCore:
                 self.fallbacks += 1
                 logger.warning(
                     "%s: %s; serving a fallback%s",
-                    key_text(key),
+                    describe_key(key),
                     error,
                     " from the snapshot file" if fallback is None else "",
                 )
@@ -430,7 +447,7 @@ class ClientCore:
         raise error
 
     def stats(self) -> dict[str, Any]:
-        """`cache_stats()`: the contract's keys, then counters."""
+        """`cache_stats()`: the cache's keys (README "Caching"), then counters."""
         stats = self.cache.stats(self.clock())
         stats.update(
             hits=self.hits,

@@ -28,12 +28,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._cache import CacheEntry, CacheKey, key_text
+from ._cache import CacheEntry, CacheKey, describe_key
 from ._options import BACKOFF_BASE, BACKOFF_CAP, BACKOFF_MAX_DELAY
 from ._wire import (
     RETRY_STATUSES,
     HttpRequest,
-    describe,
     error_from_status,
     list_request,
     prompt_request,
@@ -198,7 +197,7 @@ class PromptFetch(Fetch):
         self.key = key
         self.seen = seen
         self.background = background
-        self.label = describe(key)
+        self.label = describe_key(key)
         self.request = prompt_request(key, seen.etag if seen is not None else None)
         # Noted as the request leaves: an invalidation after this wins over its answer.
         self.generation = core.cache.generation
@@ -241,7 +240,9 @@ class PromptFetch(Fetch):
                     prompt=self.label,
                 )
             )
-        cache_logger.debug("%s: 304 for an entry no longer cached, refetching", key_text(self.key))
+        cache_logger.debug(
+            "%s: 304 for an entry no longer cached, refetching", describe_key(self.key)
+        )
         self._refetched = True
         self.seen = None
         self.request = prompt_request(self.key, None)
@@ -274,7 +275,7 @@ class RenderFetch(Fetch):
     ) -> None:
         super().__init__(core)
         self.prompt = prompt
-        self.label = describe(("id", prompt.id, ref))
+        self.label = describe_key(("id", prompt.id, ref))
         self.request = render_request(prompt.id, variables, ref, self.label)
 
     def read(self, status: int, headers: Mapping[str, str], content: bytes) -> Step:

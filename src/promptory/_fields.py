@@ -27,6 +27,7 @@ __all__ = [
     "Field",
     "answer_problem",
     "front_matter_keys",
+    "json_type",
     "json_schema_properties",
     "wire_value",
 ]
@@ -133,7 +134,8 @@ PROMPT_FIELDS: tuple[Field, ...] = (
 PROMPT_JSON_KEYS: tuple[str, ...] = tuple(f.name for f in PROMPT_FIELDS)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """How messages name the JSON type of a decoded `value` (``a string``, ``null``...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -183,7 +185,7 @@ def answer_problem(data: Mapping[str, Any], fields: Iterable[Field] = PROMPT_FIE
             continue
         if not _fits(field, value):
             expected = _EXPECTED[field.kind] + (" or null" if field.nullable else "")
-            return f"field {field.name!r} is {_json_type(value)}, expected {expected}"
+            return f"field {field.name!r} is {json_type(value)}, expected {expected}"
     return None
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ._protocol import API_KEY_PREFIXES
+from ._protocol import API_KEY_PREFIXES, LIVE_KEY_PREFIX, TEST_KEY_PREFIX
 from .exceptions import InvalidArgumentError
 
 __all__ = [
@@ -93,16 +93,19 @@ class ClientOptions:
         return redact_url(self.base_url)
 
 
+_PREFIXES = f"{LIVE_KEY_PREFIX!r} or {TEST_KEY_PREFIX!r}"
+
+
 def check_api_key(api_key: Any) -> str:
     """Refuse a key without a known prefix. The message never repeats the key."""
     if not isinstance(api_key, str) or not api_key.startswith(API_KEY_PREFIXES):
         raise InvalidArgumentError(
-            "api_key must be a Promptory API key starting with 'pm_live_' or 'pm_test_'",
+            f"api_key must be a Promptory API key starting with {_PREFIXES}",
             code="INVALID_API_KEY",
         )
-    if len(api_key) <= len("pm_live_") or not all(33 <= ord(c) <= 126 for c in api_key):
+    if len(api_key) <= len(LIVE_KEY_PREFIX) or not all(33 <= ord(c) <= 126 for c in api_key):
         raise InvalidArgumentError(
-            "api_key must be a Promptory API key: the prefix 'pm_live_' or 'pm_test_' followed "
+            f"api_key must be a Promptory API key: the prefix {_PREFIXES} followed "
             "by the key's characters (printable ASCII, no spaces)",
             code="INVALID_API_KEY",
         )
@@ -111,7 +114,7 @@ def check_api_key(api_key: Any) -> str:
 
 def mask_key(api_key: str) -> str:
     """The key as shown in a repr: its prefix only."""
-    return api_key[: len("pm_live_")] + "…"
+    return api_key[: len(LIVE_KEY_PREFIX)] + "…"
 
 
 def _check_base_url(base_url: Any) -> str:

@@ -15,13 +15,19 @@ __all__ = [
     "API_KEY_PREFIXES",
     "ENVIRONMENTS",
     "ERROR_CODES",
+    "LIVE_KEY_PREFIX",
     "PROMOTION_ORDER",
+    "TEST_KEY_PREFIX",
     "error_envelope",
     "read_error_envelope",
 ]
 
-#: What every API key starts with: ``pm_live_`` for production keys, ``pm_test_`` for others.
-API_KEY_PREFIXES: tuple[str, ...] = ("pm_live_", "pm_test_")
+#: What a production API key starts with.
+LIVE_KEY_PREFIX = "pm_live_"
+#: What any other API key starts with.
+TEST_KEY_PREFIX = "pm_test_"
+#: What every API key starts with (both prefixes have the same length).
+API_KEY_PREFIXES: tuple[str, ...] = (LIVE_KEY_PREFIX, TEST_KEY_PREFIX)
 
 #: The environments a prompt can live in, least promoted first.
 ENVIRONMENTS: tuple[str, ...] = ("development", "staging", "production")

@@ -58,7 +58,6 @@ __all__ = [
     "HttpRequest",
     "check_environment",
     "decode_json",
-    "describe",
     "error_from_status",
     "list_request",
     "parse_retry_after",
@@ -101,22 +100,6 @@ class HttpRequest:
 def user_agent() -> str:
     """The User-Agent every request carries."""
     return f"promptory-python/{__version__}"
-
-
-# --- naming --------------------------------------------------------------------------------
-
-
-def describe(key: CacheKey) -> str:
-    """How error messages name the prompt of `key`."""
-    if key[0] == "id":
-        text = f"prompt id {key[1]!r}"
-    else:
-        _, org, app, name, environment = key[:5]
-        text = f"prompt {org}/{app}/{name}"
-        if environment is not None:
-            text += f" (environment {environment})"
-    ref = key[-1]
-    return f"{text} at ref {ref}" if ref is not None else text
 
 
 # --- requests ------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from ._base import ClientBase
-from ._cache import CacheEntry, CacheKey, key_text
+from ._cache import CacheEntry, CacheKey, describe_key
 from ._core import Fallback, Miss, Stale
 from ._fetch import Done, Fail, Fetch, PromptFetch, Retry
 from ._options import MAX_RESPONSE_BYTES, PREFETCH_CONCURRENCY, prefetch_targets
@@ -258,7 +258,7 @@ class AsyncPromptClient(ClientBase):
             )
         except asyncio.TimeoutError:
             raise APITimeoutError(
-                f"gave up waiting for the request already in flight for {key_text(key)}"
+                f"gave up waiting for the request already in flight for {describe_key(key)}"
             ) from None
         except asyncio.CancelledError:
             if flight.task.cancelled() and self._closed:
@@ -301,7 +301,7 @@ class AsyncPromptClient(ClientBase):
             return
         error = task.exception()  # always retrieved: no "exception never retrieved" noise
         if error is not None and flight.background:
-            logger.warning("background revalidation of %s failed: %s", key_text(key), error)
+            logger.warning("background revalidation of %s failed: %s", describe_key(key), error)
 
     def _forget(self, key: CacheKey, flight: _Flight) -> None:
         if self._core.flights.get(key) is flight:

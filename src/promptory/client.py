@@ -24,7 +24,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from ._base import ClientBase
-from ._cache import CacheEntry, CacheKey, key_text
+from ._cache import CacheEntry, CacheKey, describe_key
 from ._core import Fallback, Miss, Stale
 from ._fetch import Done, Fail, Fetch, Retry
 from ._options import MAX_RESPONSE_BYTES, PREFETCH_CONCURRENCY, prefetch_targets
@@ -131,7 +131,8 @@ class PromptClient(ClientBase):
         self._pool_name = f"promptory-revalidate-{id(self):x}"
         _LIVE_CLIENTS.add(self)
         # The hot path: per-instance getters from the core, one Python frame per cache hit.
-        # The methods below document the same calls and serve `PromptClient.get(client, ...)`.
+        # The methods below document the same calls and hand `PromptClient.get(client, ...)`
+        # to these.
         get, get_by_name = self._core.sync_getters(self._resolve)
         setattr(self, "get", get)  # noqa: B010 - shadowing the method on purpose
         setattr(self, "get_by_name", get_by_name)  # noqa: B010
@@ -168,10 +169,9 @@ class PromptClient(ClientBase):
         Raises:
             NotFoundError: no such prompt. See `promptory.exceptions` for the others.
         """
-        state = self._lookup_id(prompt_id, ref)
-        if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
-            return state
-        return self._resolve(state, fallback)  # type: ignore[arg-type]
+        # The instance's own getter (see __init__): this method only documents it.
+        getter: Callable[..., Prompt] = self.__dict__["get"]
+        return getter(prompt_id, ref=ref, fallback=fallback)
 
     def get_by_name(
         self,
@@ -194,10 +194,8 @@ class PromptClient(ClientBase):
             ref: a commit sha or tag: the prompt as it was there (cached for good).
             fallback: as for `get`.
         """
-        state = self._lookup_name(org, app, name, environment, ref)
-        if state.__class__ is Prompt:  # a fresh hit: the hot path ends here
-            return state
-        return self._resolve(state, fallback)  # type: ignore[arg-type]
+        getter: Callable[..., Prompt] = self.__dict__["get_by_name"]
+        return getter(org, app, name, environment, ref=ref, fallback=fallback)
 
     def render(
         self,
@@ -337,7 +335,7 @@ class PromptClient(ClientBase):
         if not leader:
             if not flight.done.wait(self._core.options.give_up_after + 1.0):
                 raise APITimeoutError(
-                    f"gave up waiting for the request already in flight for {key_text(key)}"
+                    f"gave up waiting for the request already in flight for {describe_key(key)}"
                 )
             return _outcome(flight, key)
         try:
@@ -380,10 +378,10 @@ class PromptClient(ClientBase):
         except PromptoryError as error:
             flight.error = error
             if not self._closed:  # a revalidation cut short by close() is no news
-                logger.warning("background revalidation of %s failed: %s", key_text(key), error)
+                logger.warning("background revalidation of %s failed: %s", describe_key(key), error)
         except BaseException as exc:  # pragma: no cover - a bug, but never kill the worker
             flight.error = exc
-            logger.exception("background revalidation of %s crashed", key_text(key))
+            logger.exception("background revalidation of %s crashed", describe_key(key))
         finally:
             with self._lock:
                 self._core.flights.pop(key, None)
@@ -464,7 +462,7 @@ def _outcome(flight: _Flight, key: CacheKey) -> Prompt:
     if isinstance(error, PromptoryError):
         raise error
     raise PromptoryError(
-        f"the request in flight for {key_text(key)} failed: {type(error).__name__}"
+        f"the request in flight for {describe_key(key)} failed: {type(error).__name__}"
     ) from error
 
 

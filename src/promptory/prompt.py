@@ -13,7 +13,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import rendering
-from ._fields import PROMPT_FIELDS, PROMPT_JSON_KEYS, PROMPT_TYPES, ROLES, answer_problem
+from ._fields import (
+    PROMPT_FIELDS,
+    PROMPT_JSON_KEYS,
+    PROMPT_TYPES,
+    ROLES,
+    answer_problem,
+    json_type,
+)
 from ._frozen import FrozenDict, FrozenList, freeze
 from ._protocol import ENVIRONMENTS
 from .exceptions import MalformedResponseError, RenderError, UndefinedVariableError
@@ -112,7 +119,7 @@ class Prompt:
                 `body`, or has a field of the wrong type; the message names it.
         """
         if not isinstance(data, dict):
-            raise _malformed(f"expected a JSON object, got {_json_type(data)}", None)
+            raise _malformed(f"expected a JSON object, got {json_type(data)}", None)
         problem = answer_problem(data)
         if problem is not None:
             label = data.get("id") if isinstance(data.get("id"), str) else None
@@ -239,19 +246,3 @@ def _malformed(problem: str, label: str | None) -> MalformedResponseError:
         code="MALFORMED_RESPONSE",
         prompt=label,
     )
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

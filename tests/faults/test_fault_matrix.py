@@ -2,8 +2,8 @@
 clients (sync, async).
 
 The legacy server sits behind the proxy. Each cell primes the cache in `pass` mode as its
-state needs, switches the proxy to the fault, and checks the exact outcome (CONTRACT §1,
-"Cache" rules 1, 2, 7, 9 and "Retries and errors"):
+state needs, switches the proxy to the fault, and checks the exact outcome (README "Caching",
+"When the server is down" and "Errors"):
 
 - cold: the fault's exception, after the fault's number of attempts, within the documented
   bound ``(retry_count + 1) * timeout + BACKOFF_CAP`` (plus `SLACK`), and nothing cached;

@@ -1,7 +1,7 @@
 """A small real HTTP server that behaves like the existing Promptory server, quirks included.
 
 It shares no code with promptory: it renders with a plain `jinja2.sandbox.SandboxedEnvironment`
-and speaks the wire protocol as CONTRACT §2 describes the existing server:
+and speaks the wire protocol as the existing server does:
 
 - ETags are strong and quoted (``"1.2.0-d38f5806"``); `If-None-Match` is compared by exact
   string equality; the 304 carries no ETag and no Cache-Control.

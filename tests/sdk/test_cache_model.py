@@ -152,7 +152,7 @@ class ModelEntry:
 
 
 class Model:
-    """An exact LRU with TTL: the contract's cache rules, written out plainly."""
+    """An exact LRU with TTL: the cache rules of README "Caching", written out plainly."""
 
     def __init__(self, ttl: float, max_size: int) -> None:
         self.ttl = ttl

@@ -17,6 +17,7 @@ from promptory import (
     MalformedResponseError,
     NotFoundError,
     Prompt,
+    PromptClient,
     PromptoryError,
     RateLimitError,
     RenderError,
@@ -74,6 +75,28 @@ def test_unknown_environment_is_refused_before_any_request(sdk: SdkFactory, back
     with pytest.raises(InvalidArgumentError, match="environment must be one of"):
         client.get_by_name("myorg", "myapp", "greeting", environment="prod")
     assert backend.count() == 0
+
+
+def test_ref_and_fallback_are_keyword_only_on_a_hit_and_a_miss(sdk: SdkFactory, backend) -> None:
+    client = sdk(backend.url)
+    with pytest.raises(TypeError):  # a miss
+        client.get_by_name("myorg", "myapp", "greeting", None, None)
+    with pytest.raises(TypeError):
+        client.get(backend.greeting_id, None)
+    client.get_by_name("myorg", "myapp", "greeting")
+    client.get(backend.greeting_id)
+    with pytest.raises(TypeError):  # a warm hit on the same key
+        client.get_by_name("myorg", "myapp", "greeting", None, None)
+    with pytest.raises(TypeError):
+        client.get(backend.greeting_id, None)
+
+
+def test_the_class_methods_answer_as_the_instance_does(backend) -> None:
+    with PromptClient(backend.url, API_KEY) as client:
+        by_name = PromptClient.get_by_name(client, "myorg", "myapp", "greeting")
+        assert by_name is client.get_by_name("myorg", "myapp", "greeting")
+        assert PromptClient.get(client, by_name.id) is client.get(by_name.id)
+        assert backend.count() == 2  # one fetch per key; the rest were hits
 
 
 def test_unknown_id_raises_not_found(sdk: SdkFactory, backend) -> None:

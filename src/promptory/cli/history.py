@@ -14,8 +14,8 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
+from .._protocol import ENVIRONMENTS, read_error_envelope
 from ..exceptions import PromptoryError
-from ..prompt import ENVIRONMENTS
 from ._common import KEY_ENV, ConfigError, Subcommands, client_from_env, fail
 
 __all__ = ["add_history_commands", "cmd_diff", "cmd_log"]
@@ -53,9 +53,9 @@ def _call(args: argparse.Namespace, route: str, params: dict[str, str]) -> Any:
     except ValueError:
         data = None
     if response.status_code != 200:
-        error = data.get("error") if isinstance(data, dict) else None
-        message = error.get("message") if isinstance(error, dict) else response.text[:200]
-        code = error.get("code") if isinstance(error, dict) else None
+        code, message = read_error_envelope(data)
+        if message is None:
+            message = response.text[:200]
         if response.status_code == 404 and code not in ("PROMPT_NOT_FOUND", "REF_NOT_FOUND"):
             message = (
                 "this server has no history route; log and diff need a promptory server "

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .._controls import escape_controls, escape_json_controls
+from .._protocol import ENVIRONMENTS
 from ..exceptions import PromptoryError
-from ..prompt import ENVIRONMENTS, Prompt
+from ..prompt import Prompt
 from ..snapshot import write_snapshot
 from ._common import ConfigError, Subcommands, client_from_env, fail
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._protocol import LIVE_KEY_PREFIX, TEST_KEY_PREFIX
 from ._common import MissingExtra, Subcommands, fail, import_extra
 
 __all__ = [
@@ -587,7 +588,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
         return 0
     table = [("ID", "KIND", "SCOPE", "CREATED", "ADMIN", "LABEL")]
     for r in records:
-        kind = {"pm_live_": "live", "pm_test_": "test"}.get(r.prefix or "", "?")
+        kind = {LIVE_KEY_PREFIX: "live", TEST_KEY_PREFIX: "test"}.get(r.prefix or "", "?")
         table.append(
             (
                 r.id,

@@ -48,8 +48,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .._controls import escape_controls
+from .._protocol import ENVIRONMENTS, error_envelope
 from ..exceptions import RenderError
-from ..prompt import ENVIRONMENTS
 from .history_routes import history_routes
 from .includes import include_problems
 from .keys import KeyRecord, KeyRing
@@ -145,7 +145,7 @@ class _Prebuilt(Response):
 def _error(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> Response:
-    body = dump_json({"error": {"code": code, "message": message}})
+    body = dump_json(error_envelope(code, message))
     raw = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode("ascii"))]
     if headers:
         raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())

@@ -27,12 +27,15 @@ three bounds added:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .._protocol import error_envelope
 
 __all__ = [
     "FD_RESERVE",
@@ -51,9 +54,14 @@ FD_RESERVE = 64
 _LINGER = 1.0
 _MAX_LINGERING = 32
 
-_BUSY_BODY = (
-    b'{"error":{"code":"SERVER_BUSY","message":"the server holds as many connections as it '
-    b'may; retry in 1 s"}}'
+
+def _envelope_bytes(code: str, message: str) -> bytes:
+    """The error envelope as the raw protocol writes it, before any app runs."""
+    return json.dumps(error_envelope(code, message), separators=(",", ":")).encode("ascii")
+
+
+_BUSY_BODY = _envelope_bytes(
+    "SERVER_BUSY", "the server holds as many connections as it may; retry in 1 s"
 )
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -65,9 +73,8 @@ _BUSY = (
 
 
 def _too_large(limit: int) -> bytes:
-    body = (
-        b'{"error":{"code":"HEADERS_TOO_LARGE","message":"the request line and headers are '
-        b"over the limit of " + f"{limit:,}".encode("ascii") + b' bytes"}}'
+    body = _envelope_bytes(
+        "HEADERS_TOO_LARGE", f"the request line and headers are over the limit of {limit:,} bytes"
     )
     return (
         b"HTTP/1.1 431 Request Header Fields Too Large\r\n"

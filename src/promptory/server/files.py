@@ -48,9 +48,9 @@ from jinja2 import TemplateSyntaxError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-from .._fields import PROMPT_FIELDS, Field, front_matter_keys
+from .._fields import PROMPT_FIELDS, PROMPT_TYPES, ROLES, Field, front_matter_keys
+from .._protocol import ENVIRONMENTS
 from ..exceptions import RenderError
-from ..prompt import ENVIRONMENTS, PROMPT_TYPES, ROLES
 from ..rendering import compile_body
 
 __all__ = [

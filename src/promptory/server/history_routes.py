@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .._protocol import error_envelope
 from .records import PromptRecord, dump_json
 from .revisions import DEFAULT_HISTORY, MAX_HISTORY, DiffTooLarge, Revisions
 from .store import RefNotFoundError, Snapshot
@@ -34,7 +35,7 @@ def _answer(status: int, data: Any, headers: dict[str, str] | None = None) -> Re
 
 
 def _error(status: int, code: str, message: str) -> Response:
-    return _answer(status, {"error": {"code": code, "message": message}})
+    return _answer(status, error_envelope(code, message))
 
 
 def _echo(value: str) -> str:

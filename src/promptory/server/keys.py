@@ -45,6 +45,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .._protocol import API_KEY_PREFIXES, LIVE_KEY_PREFIX, TEST_KEY_PREFIX
 from .files import is_valid_name
 
 try:
@@ -56,7 +57,6 @@ __all__ = [
     "DEFAULT_KEYS_FILE",
     "KEYS_ENV_VAR",
     "KEY_PATTERN",
-    "KEY_PREFIXES",
     "KeyRecord",
     "KeyRing",
     "KeySourceError",
@@ -75,15 +75,15 @@ __all__ = [
 
 logger = logging.getLogger("promptory.server")
 
-#: What every key starts with: live keys and test keys.
-KEY_PREFIXES: tuple[str, ...] = ("pm_live_", "pm_test_")
 #: Where `promptory keys create` and `promptory serve` keep keys unless told otherwise.
 DEFAULT_KEYS_FILE = Path("~/.config/promptory/keys.json")
 #: The environment variable that may hold raw keys, comma-separated.
 KEYS_ENV_VAR = "PROMPTORY_API_KEYS"
 
 #: What a raw key looks like: a prefix, then at least 32 URL-safe characters.
-KEY_PATTERN = re.compile(r"pm_(?:live|test)_[A-Za-z0-9_-]{32,200}")
+KEY_PATTERN = re.compile(
+    "(?:" + "|".join(map(re.escape, API_KEY_PREFIXES)) + ")" + r"[A-Za-z0-9_-]{32,200}"
+)
 
 #: The largest keys file read (about 4,000 keys).
 MAX_KEYS_FILE_BYTES = 1024 * 1024
@@ -106,7 +106,7 @@ class KeysEnvError(KeySourceError):
 
 def generate_key(test: bool = False) -> str:
     """A new random API key: ``pm_live_...`` (or ``pm_test_...`` when `test`)."""
-    return ("pm_test_" if test else "pm_live_") + secrets.token_urlsafe(32)
+    return (TEST_KEY_PREFIX if test else LIVE_KEY_PREFIX) + secrets.token_urlsafe(32)
 
 
 def hash_key(key: str) -> str:
@@ -175,7 +175,7 @@ class KeyRecord:
         """The record of a raw key, dated now."""
         digest = hash_key(key)
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        prefix = next((p for p in KEY_PREFIXES if key.startswith(p)), None)
+        prefix = next((p for p in API_KEY_PREFIXES if key.startswith(p)), None)
         return cls(
             id=digest[:12],
             sha256=digest,
@@ -283,7 +283,7 @@ class KeyRing:
             if KEY_PATTERN.fullmatch(key) is None:
                 raise KeysEnvError(
                     f"{KEYS_ENV_VAR}: entry {position} of {len(entries)} is not an API key "
-                    f"({' or '.join(KEY_PREFIXES)} and at least 32 characters of letters, "
+                    f"({' or '.join(API_KEY_PREFIXES)} and at least 32 characters of letters, "
                     "digits, '_' and '-'); make one with: promptory keys create"
                 )
             extra.append(replace(KeyRecord.for_key(key), created_at=None, source="env"))
@@ -440,7 +440,7 @@ def load_keys_file(path: str | os.PathLike[str]) -> list[KeyRecord]:
                     scope=entry.get("scope"),
                     created_at=entry.get("created_at"),
                     label=entry.get("label"),
-                    prefix=prefix if prefix in KEY_PREFIXES else None,
+                    prefix=prefix if prefix in API_KEY_PREFIXES else None,
                     admin=admin,
                 )
             )
@@ -529,7 +529,7 @@ def rotate_key(path: str | os.PathLike[str], key_id: str) -> tuple[str, KeyRecor
     """
     with _changing(Path(path).expanduser()) as records:
         old = find_key(records, key_id)
-        key = generate_key(test=old.prefix == "pm_test_")
+        key = generate_key(test=old.prefix == TEST_KEY_PREFIX)
         new = KeyRecord.for_key(key, scope=old.scope, label=old.label, admin=old.admin)
         records[records.index(old)] = new
     return key, new, old

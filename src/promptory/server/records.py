@@ -125,12 +125,13 @@ class PromptRecord:
 
     @property
     def prepared(self) -> bool:
-        """True once `served()` has run (valid or not): lookups are then free of parsing."""
+        """True once `served()` or `parse()` has run (valid or not): lookups are then free of
+        parsing."""
         return self._served is not None
 
-    @property
-    def valid(self) -> bool:
-        """Whether the file can be served (prepares it if needed)."""
+    def parse(self) -> bool:
+        """Parse, check and serialize the file unless done already (see `served`); whether
+        it can be served."""
         try:
             self.served()
         except PromptFileError:

@@ -49,7 +49,7 @@ from typing import Any, Final
 import pygit2
 
 from .._controls import escape_controls
-from ..prompt import ENVIRONMENTS
+from .._protocol import PROMOTION_ORDER
 from .claims import ClaimHistory
 from .files import MAX_FILE_BYTES, PromptFileError, PromptText, canonical_id, is_valid_name
 from .history import Change, History, LastChange, change_of, changes_since
@@ -60,7 +60,6 @@ __all__ = [
     "Layout",
     "MIN_SHA_LENGTH",
     "PENDING",
-    "PROMOTION_ORDER",
     "Pending",
     "Problem",
     "PromptStore",
@@ -73,9 +72,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("promptory.server")
-
-#: Environments from most to least promoted: the order of by-name lookups.
-PROMOTION_ORDER: tuple[str, ...] = tuple(reversed(ENVIRONMENTS))
 
 _MODE_TREE = 0o040000
 _MODE_LINK = 0o120000
@@ -171,7 +167,7 @@ def _winner(candidates: tuple[PromptRecord, ...], work: bool) -> PromptRecord | 
     for record in candidates:
         if not work and not record.prepared:
             return PENDING
-        if record.valid:
+        if record.parse():
             return record
     return None
 
@@ -591,13 +587,14 @@ class _Index:
         else:
             self.apps[place] -= 1
 
-    def snapshot(self, commit: Any, ref: str, holder: _Holder) -> Snapshot:
+    def snapshot(self, commit: Any | None, ref: str, holder: _Holder) -> Snapshot:
+        """The snapshot of what is indexed, as of `commit` (None: a working tree)."""
         eligible = {key: _eligible(self.by_id[key], holder) for key in self.contested}
-        change = change_of(commit)
+        change = None if commit is None else change_of(commit)
         return Snapshot(
-            commit=change.sha,
+            commit=None if change is None else change.sha,
             ref=ref,
-            committed_at=change.time,
+            committed_at=None if change is None else change.time,
             records=self.records,
             skipped=self.skipped,
             by_id=self.by_id,
@@ -720,18 +717,7 @@ def index_files(
     def no_holder(prompt_id: str, places: list[_Place]) -> _Place | None:
         return None
 
-    eligible = {key: _eligible(index.by_id[key], holder or no_holder) for key in index.contested}
-    return Snapshot(
-        commit=None,
-        ref="",
-        committed_at=None,
-        records=index.records,
-        skipped=index.skipped,
-        by_id=index.by_id,
-        by_key=index.by_key,
-        apps=index.apps,
-        eligible=eligible,
-    )
+    return index.snapshot(None, "", holder or no_holder)
 
 
 _SYMLINK = "symbolic links are not served; commit the file"
@@ -1177,7 +1163,7 @@ class PromptStore:
             return
         deadline = time.monotonic() + budget
         for record in self._warm:
-            record.valid  # noqa: B018 - preparing is the point
+            record.parse()
             if time.monotonic() > deadline or self._stop.is_set():
                 return
         self._warm = None

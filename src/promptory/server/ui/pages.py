@@ -42,9 +42,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..._protocol import ENVIRONMENTS
 from ..._version import __version__
 from ...exceptions import RenderError
-from ...prompt import ENVIRONMENTS
 from ...rendering import compile_body
 from ..files import is_valid_name
 from ..keys import KeyRecord, KeysFileError, parse_scope
