@@ -188,4 +188,4 @@ def test_server_command_without_the_server_extra_says_what_to_install(tmp_path: 
         check=False,
     )
     assert result.returncode == 2
-    assert "install promptory[server]" in result.stderr
+    assert "pip install '.[server]'" in result.stderr

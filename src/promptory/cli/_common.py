@@ -25,7 +25,10 @@ __all__ = ["BASE_URL_ENV", "KEY_ENV", "MissingExtra", "Subcommands", "client_fro
 BASE_URL_ENV = "PROMPTORY_BASE_URL"
 KEY_ENV = "PROMPTORY_API_KEY"
 
-_SERVER_EXTRA = "this command needs the server extra: install promptory[server]"
+_SERVER_EXTRA = (
+    "this command needs the server extra: in a clone of promptory, pip install '.[server]' "
+    "(see the README's Install section)"
+)
 
 Subcommands = argparse._SubParsersAction  # the type argparse gives `add_subparsers()`
 

@@ -1,6 +1,7 @@
 """The promptory server: prompts served straight from a git repository.
 
-Needs the ``server`` extra (``pip install "promptory[server]"``). The modules:
+Needs the ``server`` extra (from a clone: ``pip install ".[server]"``; see the README's
+"Install"). The modules:
 
 * `files`: prompt files (Markdown with YAML front matter), parsed and validated;
 * `history`: which commit last changed a file;
