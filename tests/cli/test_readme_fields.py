@@ -27,6 +27,7 @@ _FRONT_DEFAULTS = {
     "name": "the file name without `.md`",
     "version": "required",
     "type": "`chat`",
+    "role": "`system`",
     "environment": "`development`",
     "includes": "`[]`; the prompts the body includes are added",
 }
