@@ -5,11 +5,13 @@ what to do next; a reader that closes the pipe early ends the command quietly.
 
 from __future__ import annotations
 
+import http.server
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -181,3 +183,44 @@ def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(
     assert stderr == b""  # no BrokenPipeError traceback, no "Exception ignored" at exit
     assert command.returncode == SIGPIPE_STATUS  # what the shell shows for `yes | head`
     assert head.returncode == 0 and first_line.startswith(b"PROMPT")
+
+
+class _OldServer(http.server.BaseHTTPRequestHandler):
+    """Answers as the existing Promptory server does a route it lacks."""
+
+    def do_GET(self) -> None:
+        body = b'{"detail": "Not Found"}'
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server_without_our_routes() -> Iterator[str]:
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OldServer) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=10)
+
+
+def test_list_and_log_on_a_server_without_those_routes_say_ours_is_needed(
+    server_without_our_routes: str,
+) -> None:
+    for args in (("list", "myorg"), ("pull", "myorg", "--out", os.devnull)):
+        result = run(server_without_our_routes, *args)
+        assert result.returncode == 1
+        first, hint = lines_of(result.stderr)
+        assert first.startswith("promptory: myorg: not found (HTTP 404)")
+        assert "promptory server" in hint and "promptory serve" in hint
+    log = run(server_without_our_routes, "log", MEDITATION_ID)
+    assert log.returncode == 1
+    assert log.stderr.startswith(f"promptory: {MEDITATION_ID}: this server has no history route")
