@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,7 +23,11 @@ from .lint import add_lint
 from .remote import add_remote_commands
 from .server import add_keys, add_serve
 
-__all__ = ["build_parser", "main"]
+__all__ = ["SIGPIPE_STATUS", "build_parser", "main"]
+
+#: The status of a command whose reader closed the pipe (``promptory get ... | head``): what
+#: the shell reports for a Unix tool ended by SIGPIPE (128 + 13), said without a traceback.
+SIGPIPE_STATUS = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +64,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return int(args.handler(args))
+        status = int(args.handler(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit past our handler
+        return status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return SIGPIPE_STATUS
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, as Python's documentation advises for SIGPIPE: the
+    interpreter's last flush at exit would otherwise hit the closed pipe again and print a
+    second error."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file descriptor (a captured stream): nothing flushes it at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, descriptor)
+    finally:
+        os.close(devnull)

@@ -11,15 +11,39 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .._controls import escape_controls
+from ..exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    ForbiddenError,
+    InvalidArgumentError,
+    MalformedResponseError,
+    NotFoundError,
+    PromptoryError,
+    RateLimitError,
+    RenderError,
+    ServerError,
+    UndefinedVariableError,
+)
 
 if TYPE_CHECKING:
     from ..client import PromptClient
 
-__all__ = ["BASE_URL_ENV", "KEY_ENV", "MissingExtra", "Subcommands", "client_from_env", "fail"]
+__all__ = [
+    "BASE_URL_ENV",
+    "KEY_ENV",
+    "MissingExtra",
+    "Subcommands",
+    "client_from_env",
+    "explain",
+    "fail",
+    "run_client_command",
+]
 
 #: Environment variables the client commands read.
 BASE_URL_ENV = "PROMPTORY_BASE_URL"
@@ -72,4 +96,117 @@ def client_from_env(args: argparse.Namespace) -> PromptClient:
             f"set {' and '.join(missing)} (the server's URL and an API key), e.g.\n"
             f"  export {BASE_URL_ENV}=http://localhost:8000 {KEY_ENV}=pm_live_..."
         )
-    return PromptClient(base_url, api_key, retry_count=1, timeout=getattr(args, "timeout", 10.0))
+    try:
+        return PromptClient(
+            base_url, api_key, retry_count=1, timeout=getattr(args, "timeout", 10.0)
+        )
+    except InvalidArgumentError as exc:
+        # Which setting is wrong, in the user's words (the SDK names its own arguments).
+        setting = KEY_ENV if "api_key" in exc.message else f"--base-url or ${BASE_URL_ENV}"
+        raise ConfigError(
+            f"{setting}: {exc.message}\n  set it to "
+            + (
+                "a key that `promptory keys create` printed"
+                if setting == KEY_ENV
+                else "the server's URL, e.g. http://localhost:8000"
+            )
+        ) from None
+
+
+def _detail(error: PromptoryError) -> str:
+    """The error's message without the SDK's own name for the prompt (``prompt id '...'``,
+    ``prompts of myorg``): the command names what the user typed instead."""
+    message = error.message
+    if error.prompt:
+        for label in (error.prompt, f"prompt {error.prompt}"):
+            if message.startswith(label + ": "):
+                return message[len(label) + 2 :]
+    return message
+
+
+def explain(error: PromptoryError, typed: str, *, listing: bool = False, options: str = "") -> str:
+    """What went wrong, named by what the user typed (`typed`: ``ORG/APP/NAME``, an id, a
+    scope, then the `options` that chose it: ``--env staging --ref v1``), and on a second
+    line what to do about it.
+
+    `listing` is true for ``list`` and ``pull``, whose 403 is about a scope, not a prompt."""
+    detail = _detail(error)
+    # The org/app a key needs: the scope typed for list and pull, ORG/APP of ORG/APP/NAME.
+    scope = typed if listing else typed.rsplit("/", 1)[0] if typed.count("/") == 2 else None
+    base_url = os.environ.get(BASE_URL_ENV) or "the server"
+    hint: str | None = None
+    if isinstance(error, AuthenticationError):
+        hint = (
+            f"the server at {base_url} does not know the key in ${KEY_ENV}: check it is "
+            "whole and not revoked (`promptory keys list` where the server's keys file is), "
+            "or make one with `promptory keys create`"
+        )
+    elif isinstance(error, ForbiddenError):
+        if listing:
+            detail = detail.replace("may not read this prompt", "may not list these prompts")
+        hint = (
+            f"the key in ${KEY_ENV} is scoped to another org or app: see its scope with "
+            "`promptory keys list`, list what it may read with `promptory list`, or use a "
+            f"key made with `promptory keys create --scope {scope or 'ORG/APP'}`"
+        )
+    elif isinstance(error, NotFoundError):
+        if error.code == "REF_NOT_FOUND":
+            prompt = "ORG/APP/NAME" if listing else typed
+            hint = (
+                "a ref is a tag or a commit of the history the server serves: "
+                f"`promptory log {prompt}` lists the commits that changed a prompt"
+            )
+        elif error.code == "PROMPT_NOT_FOUND" and scope:
+            hint = (
+                f"see the prompts of {scope} with `promptory list {scope}` (one environment "
+                "only: `--env`)"
+            )
+        elif error.code == "PROMPT_NOT_FOUND":
+            hint = "see the ids of the prompts the key may read with `promptory list`"
+        else:
+            hint = (
+                f"is {base_url} a promptory server? list, pull, log, diff and --ref need "
+                "one (`promptory serve`)"
+            )
+    elif isinstance(error, RateLimitError):
+        wait = f"{error.retry_after:g} s" if error.retry_after is not None else "a moment"
+        hint = f"the server limits requests per key: try again in {wait}"
+    elif isinstance(error, UndefinedVariableError):
+        hint = "give each with -v NAME=VALUE, or all in --vars-file FILE (a JSON object)"
+    elif isinstance(error, RenderError):
+        hint = "fix the template (`promptory lint` names the file and line) or the variables"
+    elif isinstance(error, APITimeoutError):
+        hint = f"is the server at {base_url} overloaded? try again, or raise --timeout"
+    elif isinstance(error, APIConnectionError):
+        hint = (
+            f"start the server (`promptory serve ./prompts`), or point ${BASE_URL_ENV} "
+            "(or --base-url) at one that runs"
+        )
+    elif isinstance(error, ServerError):
+        hint = "the server failed: its log says why"
+    elif isinstance(error, MalformedResponseError):
+        hint = f"is {base_url} a promptory server? check ${BASE_URL_ENV}"
+    message = f"{typed}{' ' + options if options else ''}: {detail}"
+    return f"{message}\n  {hint}" if hint else message
+
+
+def run_client_command(
+    command: Callable[[argparse.Namespace], int],
+    args: argparse.Namespace,
+    typed: str,
+    *,
+    listing: bool = False,
+) -> int:
+    """Run a client command: a `ConfigError` exits 2, an SDK error 1, each said on stderr
+    by `explain`, naming `typed` and the ``--env``/``--ref`` the user gave."""
+    options = " ".join(
+        f"--{name} {value}"
+        for name in ("env", "ref")
+        if (value := getattr(args, name, None)) is not None
+    )
+    try:
+        return int(command(args))
+    except ConfigError as exc:
+        return fail(str(exc), 2)
+    except PromptoryError as exc:
+        return fail(explain(exc, typed, listing=listing, options=options))

@@ -14,9 +14,10 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-from .._protocol import ENVIRONMENTS, read_error_envelope
-from ..exceptions import PromptoryError
-from ._common import KEY_ENV, ConfigError, Subcommands, client_from_env, fail
+from .._protocol import ENVIRONMENTS
+from .._wire import error_from_status
+from ..exceptions import APIConnectionError, APITimeoutError, MalformedResponseError, NotFoundError
+from ._common import KEY_ENV, ConfigError, Subcommands, client_from_env, run_client_command
 
 __all__ = ["add_history_commands", "cmd_diff", "cmd_log"]
 
@@ -39,6 +40,7 @@ def _call(args: argparse.Namespace, route: str, params: dict[str, str]) -> Any:
             prompt_id = target
         url = f"{client.base_url}/api/v1/prompts/{quote(prompt_id, safe='')}/{route}"
     api_key = os.environ[KEY_ENV]  # client_from_env made sure it is there
+    label = f"prompt {args.prompt}"
     try:
         response = httpx.get(
             url,
@@ -46,32 +48,30 @@ def _call(args: argparse.Namespace, route: str, params: dict[str, str]) -> Any:
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=args.timeout,
         )
+    except httpx.TimeoutException as exc:
+        raise APITimeoutError(
+            f"{label}: no answer from {client.base_url} within {args.timeout:g} s", prompt=label
+        ) from exc
     except httpx.HTTPError as exc:
-        raise ConfigError(f"cannot reach the server at {url.split('/api/')[0]}: {exc}") from None
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
+        raise APIConnectionError(
+            f"{label}: could not get an answer from {client.base_url}: {exc}", prompt=label
+        ) from exc
     if response.status_code != 200:
-        code, message = read_error_envelope(data)
-        if message is None:
-            message = response.text[:200]
-        if response.status_code == 404 and code not in ("PROMPT_NOT_FOUND", "REF_NOT_FOUND"):
-            message = (
-                "this server has no history route; log and diff need a promptory server "
-                "that serves /api/v1/prompts/{id}/history"
+        error = error_from_status(
+            response.status_code, response.headers, response.content[:65536], label
+        )
+        if response.status_code == 404 and error.code not in ("PROMPT_NOT_FOUND", "REF_NOT_FOUND"):
+            raise NotFoundError(
+                f"{label}: this server has no history route; log and diff need a promptory "
+                "server that serves /api/v1/prompts/{id}/history",
+                status_code=404,
+                prompt=label,
             )
-        raise PromptoryError(f"{args.prompt}: HTTP {response.status_code}: {message}")
-    return data
-
-
-def _run(command: Any, args: argparse.Namespace) -> int:
+        raise error
     try:
-        return int(command(args))
-    except ConfigError as exc:
-        return fail(str(exc), 2)
-    except PromptoryError as exc:
-        return fail(str(exc))
+        return response.json()
+    except ValueError as exc:
+        raise MalformedResponseError(f"{label}: the answer is not JSON", prompt=label) from exc
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -96,7 +96,7 @@ def cmd_log(args: argparse.Namespace) -> int:
             print("(more: --limit up to 200, or --ref an older commit)", file=sys.stderr)
         return 0
 
-    return _run(run, args)
+    return run_client_command(run, args, args.prompt)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -126,7 +126,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         sys.stdout.write(data["body_diff"])
         return 0
 
-    return _run(run, args)
+    return run_client_command(run, args, args.prompt)
 
 
 def add_history_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:

@@ -14,10 +14,9 @@ from typing import Any
 
 from .._controls import escape_controls, escape_json_controls
 from .._protocol import ENVIRONMENTS
-from ..exceptions import PromptoryError
 from ..prompt import Prompt
 from ..snapshot import write_snapshot
-from ._common import ConfigError, Subcommands, client_from_env, fail
+from ._common import ConfigError, Subcommands, client_from_env, run_client_command
 
 __all__ = ["add_remote_commands", "parse_assignment", "read_variables"]
 
@@ -34,15 +33,6 @@ def _fetch(args: argparse.Namespace) -> tuple[Any, Prompt]:
     if args.env is not None:
         raise ConfigError("--env applies to ORG/APP/NAME, not to an id")
     return client, client.get(target, ref=args.ref)
-
-
-def _run(command: Any, args: argparse.Namespace) -> int:
-    try:
-        return int(command(args))
-    except ConfigError as exc:
-        return fail(str(exc), 2)
-    except PromptoryError as exc:
-        return fail(str(exc))
 
 
 def _json_text(value: Any) -> str:
@@ -84,7 +74,7 @@ def cmd_get(args: argparse.Namespace) -> int:
             sys.stdout.write(_body_text(prompt.body))
         return 0
 
-    return _run(run, args)
+    return run_client_command(run, args, args.prompt)
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -131,7 +121,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         sys.stdout.write(_body_text(rendered))
         return 0
 
-    return _run(run, args)
+    return run_client_command(run, args, args.prompt)
 
 
 def _scope(text: str | None) -> tuple[str | None, str | None]:
@@ -180,7 +170,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{len(prompts)} prompt{'s' if len(prompts) != 1 else ''}", file=sys.stderr)
         return 0
 
-    return _run(run, args)
+    return run_client_command(run, args, _scope_text(args.scope), listing=True)
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -197,7 +187,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
         print(f"wrote {count} prompt{'s' if count != 1 else ''} to {args.out}", file=sys.stderr)
         return 0
 
-    return _run(run, args)
+    return run_client_command(run, args, _scope_text(args.scope), listing=True)
+
+
+def _scope_text(scope: str | None) -> str:
+    """How errors name the scope the user typed for list and pull."""
+    return scope.strip("/") if scope else "every org and app"
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
