@@ -8,11 +8,11 @@ the cache.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from . import rendering
+from . import _chat, rendering
 from ._fields import PROMPT_FIELDS, PROMPT_JSON_KEYS, PROMPT_TYPES, ROLES, answer_problem
 from ._frozen import FrozenDict, FrozenList, freeze
 from ._protocol import ENVIRONMENTS
@@ -79,6 +79,9 @@ class Prompt:
     """True when this prompt came from a fallback (a snapshot file or a default given to the
     call) because the server could not be reached, rather than from the server or its cache."""
     _compiled: rendering.CompiledTemplate | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _parts: tuple[tuple[_chat.MessageTemplate, rendering.CompiledTemplate], ...] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
@@ -157,6 +160,11 @@ class Prompt:
                 prompts, which only `client.render()` can resolve).
         """
         compiled = self._compiled or self.compiled()
+        parts = self.message_templates()
+        if parts:
+            return _chat.join_rendered(
+                [part for part, _ in parts], self._render_parts(parts, variables, strict)
+            )
         if strict:
             return self._render_strict(compiled, variables)
         try:
@@ -168,11 +176,69 @@ class Prompt:
                 raise self._include_error(exc) from exc
             raise
 
+    def message_templates(
+        self,
+    ) -> tuple[tuple[_chat.MessageTemplate, rendering.CompiledTemplate], ...]:
+        """The body's message templates, each compiled (split and compiled once); empty
+        when the body is not a chat template (no role line, no history loop).
+
+        Raises:
+            RenderError: a message template is not valid on its own (a Jinja block that
+                spans a role line), or the body holds too many role lines.
+        """
+        parts = self._parts
+        if parts is None:
+            try:
+                split = _chat.split_body(self.body)
+            except _chat.ChatError as exc:
+                raise RenderError(
+                    f"prompt {self.qualified_name}: {exc}",
+                    code="TEMPLATE_SYNTAX_ERROR",
+                    prompt=self.qualified_name,
+                ) from exc
+            parts = ()
+            if _chat.is_chat(split):
+                parts = tuple(
+                    (part, rendering.compile_body(part.source, label=self.qualified_name))
+                    for part in split
+                )
+            object.__setattr__(self, "_parts", parts)
+        return parts
+
+    def _render_parts(
+        self,
+        parts: tuple[tuple[_chat.MessageTemplate, rendering.CompiledTemplate], ...],
+        variables: Mapping[str, Any] | None,
+        strict: bool,
+    ) -> list[str]:
+        if strict:
+            self._check_required((self._compiled or self.compiled()).info.required, variables)
+        texts = []
+        for _, compiled in parts:
+            template = compiled.strict_template if strict else compiled.template
+            try:
+                texts.append(
+                    rendering.render_template(template, variables, label=self.qualified_name)
+                )
+            except RenderError as exc:
+                if exc.code == "INCLUDE_NEEDS_SERVER":
+                    raise self._include_error(exc) from exc
+                raise
+        return texts
+
     def _render_strict(
         self, compiled: rendering.CompiledTemplate, variables: Mapping[str, Any] | None
     ) -> str:
+        self._check_required(compiled.info.required, variables)
+        return rendering.render_template(
+            compiled.strict_template, variables, label=self.qualified_name
+        )
+
+    def _check_required(
+        self, required: tuple[str, ...], variables: Mapping[str, Any] | None
+    ) -> None:
         given = variables or {}
-        missing = [name for name in compiled.info.required if name not in given]
+        missing = [name for name in required if name not in given]
         if missing:
             names = ", ".join(missing)
             raise UndefinedVariableError(
@@ -181,9 +247,6 @@ class Prompt:
                 missing=missing,
                 prompt=self.qualified_name,
             )
-        return rendering.render_template(
-            compiled.strict_template, variables, label=self.qualified_name
-        )
 
     def _include_error(self, cause: RenderError) -> RenderError:
         return RenderError(
@@ -199,15 +262,53 @@ class Prompt:
         return bool(self.includes) or bool(self.compiled().references)
 
     def to_messages(
-        self, variables: Mapping[str, Any] | None = None, *, strict: bool = False
-    ) -> list[dict[str, str]]:
-        """Render and wrap as OpenAI-style chat messages: ``[{"role": ..., "content": ...}]``.
+        self,
+        variables: Mapping[str, Any] | None = None,
+        history: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        strict: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Render into chat messages, OpenAI style: ``[{"role": ..., "content": ...}]``.
 
-        The role is the prompt's own, or ``system`` when it has none. The list is new on
-        every call and belongs to the caller.
+        A chat template gives one message per role line (see "Chat prompts" in the README),
+        each rendered on its own. A body without role lines gives one message with the
+        prompt's role (``system`` when it has none) and the whole render as content.
+
+        Args:
+            variables: the values the template reads, by name.
+            history: earlier messages of the conversation (each with ``role`` and
+                ``content``). They fill the body's history loop; a body without one gets
+                them after its leading system messages.
+            strict: as for `render`.
+
+        The list and its dicts are new on every call and belong to the caller.
+
+        Raises:
+            RenderError: the template failed, or `history` is not a list of messages.
         """
-        content = self.render(variables, strict=strict)
-        return [{"role": self.role or "system", "content": content}]
+        parts = self.message_templates()
+        label = self.qualified_name
+        placeholder = next((p.history for p, _ in parts if p.history is not None), None)
+        if history is not None and placeholder is not None:
+            variables = {**(variables or {}), placeholder: history}
+        try:
+            if parts:
+                texts = self._render_parts(parts, variables, strict)
+                messages = _chat.build_messages(
+                    [part for part, _ in parts], texts, variables, self.role
+                )
+            else:
+                content = self.render(variables, strict=strict)
+                messages = [{"role": self.role or "system", "content": content}]
+            if history is not None and placeholder is None:
+                earlier = _chat.history_messages(history, "history")
+                at = 0
+                while at < len(messages) and messages[at]["role"] == "system":
+                    at += 1
+                messages[at:at] = earlier
+        except _chat.ChatError as exc:
+            raise RenderError(f"prompt {label}: {exc}", code="RENDER_ERROR", prompt=label) from exc
+        return messages
 
 
 _ATTRIBUTES = tuple(f.name for f in fields(Prompt) if f.init)

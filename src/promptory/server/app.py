@@ -43,11 +43,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .._chat import ChatError
 from .._controls import escape_controls
 from ..exceptions import RenderError
 from ..prompt import ENVIRONMENTS
 from .history_routes import history_routes
 from .keys import KeyRecord, KeyRing
+from .messages import rendered_answer
 from .openapi import openapi_document
 from .ratelimit import RateLimiter
 from .records import PromptRecord, dump_json
@@ -398,6 +400,12 @@ class _Server:
             return _error(400, "RENDER_ERROR", exc.message)
         served = record.ready
         assert served is not None
+        try:
+            text, messages = rendered_answer(
+                job, record.text.body, served.data["role"], text, variables
+            )
+        except ChatError as exc:
+            return _error(400, "RENDER_ERROR", f"prompt {record.qualified_name}: {exc}")
         return _json(
             {
                 "id": record.id,
@@ -405,6 +413,7 @@ class _Server:
                 "rendered_body": text,
                 "meta": served.meta,
                 "model": served.data["model"],
+                "messages": messages,
             }
         )
 

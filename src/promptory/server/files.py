@@ -48,6 +48,7 @@ from jinja2 import TemplateSyntaxError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
+from .._chat import ChatError, is_chat, split_body
 from .._fields import PROMPT_FIELDS, Field, front_matter_keys
 from ..exceptions import RenderError
 from ..prompt import ENVIRONMENTS, PROMPT_TYPES, ROLES
@@ -691,12 +692,39 @@ class PromptText:
                 if references is None:
                     try:
                         references = compile_body(self.body).references
+                        self._check_messages()
                     except RenderError as exc:
                         references = self._syntax_error(exc)
+                    except PromptFileError as exc:
+                        references = exc
                     self._references = references
         if isinstance(references, PromptFileError):
             raise references.with_traceback(None)
         return references
+
+    def _check_messages(self) -> None:
+        """Each message template of a chat body must compile on its own (a Jinja block may
+        not span a role line)."""
+        first_line = self.front_text.count("\n") + 3  # the body's first line in the file
+        try:
+            parts = split_body(self.body)
+        except ChatError as exc:
+            raise PromptFileError(str(exc), line=first_line) from None
+        if not is_chat(parts):
+            return
+        for part in parts:
+            try:
+                compile_body(part.source)
+            except RenderError as error:
+                cause = error.__cause__
+                inner = getattr(cause, "lineno", None) or 1
+                line = first_line + part.line - 1 + inner - 1
+                message = getattr(cause, "message", None) or error.message
+                raise PromptFileError(
+                    f"message template on line {line} is not valid on its own ({message}); "
+                    "a Jinja block must open and close between two role lines",
+                    line=line,
+                ) from None
 
     def _syntax_error(self, error: RenderError) -> PromptFileError:
         cause = error.__cause__
