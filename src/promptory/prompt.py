@@ -12,11 +12,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from . import _chat, rendering
+from . import _chat, _inputs, _openai, rendering
 from ._fields import PROMPT_FIELDS, PROMPT_JSON_KEYS, PROMPT_TYPES, ROLES, answer_problem
 from ._frozen import FrozenDict, FrozenList, freeze
 from ._protocol import ENVIRONMENTS
-from .exceptions import MalformedResponseError, RenderError, UndefinedVariableError
+from .exceptions import (
+    InvalidInputError,
+    MalformedResponseError,
+    RenderError,
+    UndefinedVariableError,
+)
 
 __all__ = ["ENVIRONMENTS", "PROMPT_JSON_KEYS", "PROMPT_TYPES", "ROLES", "Prompt"]
 
@@ -75,6 +80,14 @@ class Prompt:
     """The commit that last changed the prompt's file."""
     updated_at: str | None = None
     """When that commit was made."""
+    inputs: dict[str, Any] = field(default_factory=FrozenDict)
+    """Typed inputs by variable name (``type``, ``required``, ``default``, ``description``,
+    ``sample``), as written in the front matter."""
+    tools: list[dict[str, Any]] = field(default_factory=FrozenList)
+    """Function tools the model may call, as written (OpenAI's shape, or without its
+    ``{type: function, function: ...}`` wrapper)."""
+    response_format: dict[str, Any] | None = None
+    """The answer's shape: a JSON Schema or OpenAI's ``response_format`` object, as written."""
     is_fallback: bool = False
     """True when this prompt came from a fallback (a snapshot file or a default given to the
     call) because the server could not be reached, rather than from the server or its cache."""
@@ -84,10 +97,24 @@ class Prompt:
     _parts: tuple[tuple[_chat.MessageTemplate, rendering.CompiledTemplate], ...] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _specs: tuple[_inputs.InputSpec, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         # Freeze what a caller passed in; answers from `from_api` arrive frozen already.
-        for name in ("model", "modality", "tts", "audio", "tags", "includes", "meta"):
+        for name in (
+            "model",
+            "modality",
+            "tts",
+            "audio",
+            "tags",
+            "includes",
+            "meta",
+            "inputs",
+            "tools",
+            "response_format",
+        ):
             value = getattr(self, name)
             if value is not None and type(value) not in (FrozenDict, FrozenList):
                 object.__setattr__(self, name, freeze(value))
@@ -160,6 +187,7 @@ class Prompt:
                 prompts, which only `client.render()` can resolve).
         """
         compiled = self._compiled or self.compiled()
+        variables = self._prepare(variables, strict)
         parts = self.message_templates()
         if parts:
             return _chat.join_rendered(
@@ -175,6 +203,54 @@ class Prompt:
             if exc.code == "INCLUDE_NEEDS_SERVER":
                 raise self._include_error(exc) from exc
             raise
+
+    def input_specs(self) -> tuple[_inputs.InputSpec, ...]:
+        """The declared `inputs`, read once.
+
+        Raises:
+            RenderError: the declaration is not valid (the server refuses such files, so
+                only a prompt built by hand can hold one).
+        """
+        specs = self._specs
+        if specs is None:
+            try:
+                specs = _inputs.parse_inputs(self.inputs)
+            except _inputs.InputsError as exc:
+                label = self.qualified_name
+                raise RenderError(
+                    f"prompt {label}: inputs: {exc}", code="RENDER_ERROR", prompt=label
+                ) from exc
+            object.__setattr__(self, "_specs", specs)
+        return specs
+
+    def _prepare(
+        self, variables: Mapping[str, Any] | None, strict: bool
+    ) -> Mapping[str, Any] | None:
+        """`variables` with input defaults filled in; in strict mode, checked against the
+        inputs and the template (one error naming every problem)."""
+        specs = self._specs if self._specs is not None else self.input_specs()
+        if not specs and not strict:
+            return variables
+        variables = _inputs.with_defaults(specs, variables)
+        if not strict:
+            return variables
+        missing, wrong = _inputs.input_problems(specs, variables)
+        given = variables or {}
+        for name in (self._compiled or self.compiled()).info.required:
+            if name not in given and name not in missing:
+                missing.append(name)
+        if missing or wrong:
+            label = self.qualified_name
+            problems = []
+            if missing:
+                plural = "s" if len(missing) > 1 else ""
+                problems.append(f"missing variable{plural} {', '.join(missing)}")
+            problems.extend(f"{name}: {problem}" for name, problem in wrong.items())
+            message = f"prompt {label}: {'; '.join(problems)}"
+            if wrong:
+                raise InvalidInputError(message, missing=missing, invalid=wrong, prompt=label)
+            raise UndefinedVariableError(message, missing=missing, prompt=label)
+        return variables
 
     def message_templates(
         self,
@@ -211,8 +287,6 @@ class Prompt:
         variables: Mapping[str, Any] | None,
         strict: bool,
     ) -> list[str]:
-        if strict:
-            self._check_required((self._compiled or self.compiled()).info.required, variables)
         texts = []
         for _, compiled in parts:
             template = compiled.strict_template if strict else compiled.template
@@ -229,24 +303,9 @@ class Prompt:
     def _render_strict(
         self, compiled: rendering.CompiledTemplate, variables: Mapping[str, Any] | None
     ) -> str:
-        self._check_required(compiled.info.required, variables)
         return rendering.render_template(
             compiled.strict_template, variables, label=self.qualified_name
         )
-
-    def _check_required(
-        self, required: tuple[str, ...], variables: Mapping[str, Any] | None
-    ) -> None:
-        given = variables or {}
-        missing = [name for name in required if name not in given]
-        if missing:
-            names = ", ".join(missing)
-            raise UndefinedVariableError(
-                f"prompt {self.qualified_name}: missing variable{'s' if len(missing) > 1 else ''}"
-                f" {names}",
-                missing=missing,
-                prompt=self.qualified_name,
-            )
 
     def _include_error(self, cause: RenderError) -> RenderError:
         return RenderError(
@@ -293,6 +352,7 @@ class Prompt:
             variables = {**(variables or {}), placeholder: history}
         try:
             if parts:
+                variables = self._prepare(variables, strict)
                 texts = self._render_parts(parts, variables, strict)
                 messages = _chat.build_messages(
                     [part for part, _ in parts], texts, variables, self.role
@@ -309,6 +369,30 @@ class Prompt:
         except _chat.ChatError as exc:
             raise RenderError(f"prompt {label}: {exc}", code="RENDER_ERROR", prompt=label) from exc
         return messages
+
+    def to_openai(
+        self,
+        variables: Mapping[str, Any] | None = None,
+        history: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        strict: bool = False,
+    ) -> dict[str, Any]:
+        """The keyword arguments of an OpenAI chat completions call for this prompt:
+        ``client.chat.completions.create(**prompt.to_openai(variables))``.
+
+        Holds ``model``, ``messages`` (from `to_messages`), the model settings the front
+        matter gives (``temperature``, ``max_tokens``, ``top_p``, ``stop``...), ``tools``
+        and ``response_format``; see "Chat prompts" in the README for the mapping. Every
+        value is a new plain dict or list.
+        """
+        messages = self.to_messages(variables, history, strict=strict)
+        return _openai.openai_kwargs(
+            name=self.name,
+            model=self.model,
+            tools=self.tools,
+            response_format=self.response_format,
+            messages=messages,
+        )
 
 
 _ATTRIBUTES = tuple(f.name for f in fields(Prompt) if f.init)

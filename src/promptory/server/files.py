@@ -53,6 +53,7 @@ from .._fields import PROMPT_FIELDS, Field, front_matter_keys
 from ..exceptions import RenderError
 from ..prompt import ENVIRONMENTS, PROMPT_TYPES, ROLES
 from ..rendering import compile_body
+from .declarations import check_declarations
 
 __all__ = [
     "KNOWN_KEYS",
@@ -498,6 +499,17 @@ class _Fields:
             raise self.fail(key, str(exc)) from None
         return result
 
+    def objects(self, key: str) -> tuple[dict[str, Any], ...]:
+        value = self.data.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.fail(key, f"must be a list of mappings, not {_yaml_type(value)}")
+        try:
+            return tuple(_jsonable(item, f"{key}[{i}]") for i, item in enumerate(value))
+        except _NotJSON as exc:
+            raise self.fail(key, str(exc)) from None
+
     def names(self, key: str) -> tuple[str, ...]:
         value = self.data.get(key)
         if value is None:
@@ -589,6 +601,10 @@ def parse_front_matter(front_text: str) -> FrontMatter:
         if not is_valid_name(include):
             raise fields.fail("includes", f"{include!r} is not a prompt name (no '/' or '..')")
 
+    extra = tuple((spec.name, _read_by_kind(fields, spec)) for spec in _GENERIC_FIELDS)
+    for key, message in check_declarations(dict(extra)):
+        raise fields.fail(key, message)
+
     return FrontMatter(
         id=prompt_id,
         name=fields.name("name"),
@@ -606,7 +622,7 @@ def parse_front_matter(front_text: str) -> FrontMatter:
         tags=fields.names("tags"),
         includes=includes,
         unknown_keys=tuple(str(key) for key in data if key not in KNOWN_KEYS),
-        extra=tuple((spec.name, _read_by_kind(fields, spec)) for spec in _GENERIC_FIELDS),
+        extra=extra,
     )
 
 
@@ -625,6 +641,8 @@ def _read_by_kind(fields: _Fields, spec: Field) -> Any:
         return fields.boolean(spec.name, bool(spec.default))
     if spec.kind == "object":
         return fields.mapping(spec.name)
+    if spec.kind == "object_list":
+        return fields.objects(spec.name)
     return fields.names(spec.name)
 
 

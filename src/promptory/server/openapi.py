@@ -78,6 +78,19 @@ def _schemas() -> dict[str, Any]:
                 "rendered_body": {"type": "string"},
                 "meta": {"$ref": "#/components/schemas/PromptMeta"},
                 "model": {"type": "object"},
+                "messages": {
+                    "type": "array",
+                    "description": "The rendered chat messages, in order (README, 'Chat "
+                    "prompts'); one message for a body without role lines.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "role": {"type": "string"},
+                            "content": {"type": ["string", "null"]},
+                        },
+                        "required": ["role"],
+                    },
+                },
             }
         ),
         "Status": _closed(
