@@ -30,6 +30,13 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory, api_key: str) -> Itera
     for name, body in CHAT_TEMPLATES.items():
         repo.write_prompt("o", "a", name, body)
     repo.write_prompt("o", "a", "rules", "Be kind.")
+    repo.write_prompt(
+        "o",
+        "a",
+        "defaults",
+        "system:\nBe {{ tone }}.\nuser:\nHi",
+        inputs={"tone": {"type": "string", "default": "warm"}},
+    )
     repo.write_prompt("o", "a", "assistant", CHAT, role="system")
     repo.write_prompt("o", "a", "spanning", "system:\n{% if x %}\nuser:\n{% endif %}\n")
     repo.commit()
@@ -107,3 +114,13 @@ def test_a_block_spanning_a_role_line_is_reported_and_not_served(
     assert "must open and close between two role lines" in problem["message"]
     assert "line 5" in problem["message"]
     assert missing.status_code == 404
+
+
+def test_the_server_applies_input_defaults_as_the_local_render_does(
+    chat_server: RunningServer,
+) -> None:
+    with PromptClient(chat_server.url, chat_server.api_key) as client:
+        prompt = client.get_by_name("o", "a", "defaults")
+    data = render(chat_server, "defaults", {})
+    assert data["rendered_body"] == prompt.render() == "system:\nBe warm.\nuser:\nHi"
+    assert data["messages"] == prompt.to_messages()

@@ -49,7 +49,7 @@ from ..exceptions import RenderError
 from ..prompt import ENVIRONMENTS
 from .history_routes import history_routes
 from .keys import KeyRecord, KeyRing
-from .messages import rendered_answer
+from .messages import rendered_answer, with_input_defaults
 from .openapi import openapi_document
 from .ratelimit import RateLimiter
 from .records import PromptRecord, dump_json
@@ -392,17 +392,18 @@ class _Server:
         record, job = found_job
         if isinstance(job, IncludeError):
             return _error(400, "RENDER_ERROR", job.message)
+        served = record.ready
+        assert served is not None
+        given = with_input_defaults(served.data, variables)
         try:
-            text = await self.renders.render(key.id, job, variables)
+            text = await self.renders.render(key.id, job, given)
         except Busy as exc:
             return _error(429, "RATE_LIMITED", exc.message, {"Retry-After": str(exc.retry_after)})
         except RenderError as exc:
             return _error(400, "RENDER_ERROR", exc.message)
-        served = record.ready
-        assert served is not None
         try:
             text, messages = rendered_answer(
-                job, record.text.body, served.data["role"], text, variables
+                job, record.text.body, served.data["role"], text, given
             )
         except ChatError as exc:
             return _error(400, "RENDER_ERROR", f"prompt {record.qualified_name}: {exc}")
@@ -585,6 +586,16 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return _error(500, "INTERNAL_ERROR", "internal server error")
 
 
+def _mcp_mount(server: _Server) -> Any:
+    """The ``/mcp`` endpoint (`mcp_route`), or None without the ``mcp`` extra."""
+    try:
+        from .mcp_route import McpMount
+    except ImportError:
+        logger.info("MCP is off at /mcp: install promptory[mcp] to serve it")
+        return None
+    return McpMount(server)
+
+
 def create_app(settings: ServerSettings) -> Starlette:
     """The server's ASGI app, over `settings.repo`.
 
@@ -596,13 +607,15 @@ def create_app(settings: ServerSettings) -> Starlette:
         promptory.server.store.RefNotFoundError: the ref names no commit.
     """
     server = _Server(settings)
+    mcp = _mcp_mount(server)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         server.store.start()
         await run_in_threadpool(server.renders.start)
         try:
-            yield
+            async with mcp.lifespan() if mcp is not None else contextlib.nullcontext():
+                yield
         finally:
             server.store.stop()
             server.renders.stop()
@@ -621,6 +634,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/openapi.json", _Endpoint(server.openapi_json), methods=["GET"]),
         *history_routes(server),
         *WebUI(server).routes(),
+        *([Route("/mcp", mcp, methods=["GET", "POST", "DELETE"])] if mcp is not None else []),
     ]
     app = _App(
         routes=routes,

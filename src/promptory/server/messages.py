@@ -12,9 +12,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _chat
+from .._inputs import InputsError, parse_inputs, with_defaults
 from .render import RenderJob, message_templates
 
-__all__ = ["rendered_answer"]
+__all__ = ["rendered_answer", "with_input_defaults"]
+
+
+def with_input_defaults(
+    data: Mapping[str, Any], variables: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """`variables` with the defaults of the prompt's declared ``inputs`` filled in, as
+    `Prompt.render` does (the inputs were checked when the file was indexed)."""
+    try:
+        specs = parse_inputs(data.get("inputs"))
+    except InputsError:
+        return variables
+    return with_defaults(specs, variables)
 
 
 def rendered_answer(

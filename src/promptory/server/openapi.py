@@ -515,6 +515,7 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
         },
+        "/mcp": _mcp_operations(),
         "/openapi.json": {
             "get": {
                 "operationId": "getOpenAPI",
@@ -553,3 +554,29 @@ def openapi_document() -> dict[str, Any]:
             "schemas": _schemas(),
         },
     }
+
+
+def _mcp_operations() -> dict[str, Any]:
+    """``/mcp``: the Model Context Protocol over streamable HTTP (JSON-RPC messages,
+    stateless); the same key auth as the API."""
+    jsonrpc = {"application/json": {"schema": {"type": "object"}}}
+    operations: dict[str, Any] = {}
+    for method, summary in (
+        ("post", "An MCP JSON-RPC message (prompts/list, prompts/get...), answered in JSON."),
+        ("get", "MCP's server-to-client stream: not offered by this stateless endpoint."),
+        ("delete", "MCP session end: not needed by this stateless endpoint."),
+    ):
+        operations[method] = {
+            "operationId": f"mcp{method.capitalize()}",
+            "summary": summary,
+            "responses": {
+                "200": {"description": "A JSON-RPC answer.", "content": jsonrpc},
+                "202": {"description": "A notification, accepted."},
+                "400": {"description": "Not a valid MCP message.", "content": jsonrpc},
+                "401": _ref("Unauthorized"),
+                "405": {"description": "Not offered (stateless endpoint)."},
+                "406": {"description": "The Accept header does not allow JSON."},
+                "429": _ref("RateLimited"),
+            },
+        }
+    return operations
