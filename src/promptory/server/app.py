@@ -634,7 +634,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/openapi.json", _Endpoint(server.openapi_json), methods=["GET"]),
         *history_routes(server),
         *WebUI(server).routes(),
-        *([Route("/mcp", mcp, methods=["GET", "POST", "DELETE"])] if mcp is not None else []),
+        *([Route("/mcp", mcp, methods=["POST"])] if mcp is not None else []),
     ]
     app = _App(
         routes=routes,

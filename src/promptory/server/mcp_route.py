@@ -5,8 +5,9 @@
   past the rate limit) before MCP sees it; each MCP request lists and renders only what its
   key may read.
 * Renders run on the render workers with the key's render cap, as the render endpoint's do.
-* Stateless streamable HTTP (JSON answers): no MCP session outlives its request, so a
-  revoked key stops working at once.
+* Stateless streamable HTTP, POST only, answered in JSON: no MCP session or stream outlives
+  its request (a GET stream would hold a connection open for nothing: there is nothing to
+  push), and a revoked key stops working at once.
 """
 
 from __future__ import annotations

@@ -558,25 +558,22 @@ def openapi_document() -> dict[str, Any]:
 
 def _mcp_operations() -> dict[str, Any]:
     """``/mcp``: the Model Context Protocol over streamable HTTP (JSON-RPC messages,
-    stateless); the same key auth as the API."""
+    stateless, POST only: no server-to-client stream); the same key auth as the API."""
     jsonrpc = {"application/json": {"schema": {"type": "object"}}}
-    operations: dict[str, Any] = {}
-    for method, summary in (
-        ("post", "An MCP JSON-RPC message (prompts/list, prompts/get...), answered in JSON."),
-        ("get", "MCP's server-to-client stream: not offered by this stateless endpoint."),
-        ("delete", "MCP session end: not needed by this stateless endpoint."),
-    ):
-        operations[method] = {
-            "operationId": f"mcp{method.capitalize()}",
-            "summary": summary,
+    return {
+        "post": {
+            "operationId": "mcpPost",
+            "summary": "An MCP JSON-RPC message (prompts/list, prompts/get...), answered in JSON.",
             "responses": {
                 "200": {"description": "A JSON-RPC answer.", "content": jsonrpc},
                 "202": {"description": "A notification, accepted."},
-                "400": {"description": "Not a valid MCP message.", "content": jsonrpc},
+                "400": {"description": "Not a valid MCP message (the MCP SDK's own answer)."},
                 "401": _ref("Unauthorized"),
-                "405": {"description": "Not offered (stateless endpoint)."},
+                "404": {"description": "An unknown MCP session."},
                 "406": {"description": "The Accept header does not allow JSON."},
+                "413": {"description": "The message is too large."},
+                "415": {"description": "The body is not JSON."},
                 "429": _ref("RateLimited"),
             },
         }
-    return operations
+    }
