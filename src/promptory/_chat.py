@@ -65,6 +65,22 @@ _HISTORY_LOOP = re.compile(
 )
 
 
+# Most bodies hold no role line and no loop: told apart by searches for a literal (a line
+# ending in ':', a '{%' tag opening a loop), which run in C, before any line-by-line walk.
+_COLON_AT_LINE_END = re.compile(r":[ \t]*\r?$", re.M)
+_FOR_TAG = re.compile(r"\{%-?[ \t]*for[ \t]")
+
+
+def _may_be_chat(body: str) -> bool:
+    if "{%" in body and _FOR_TAG.search(body) is not None:
+        return True
+    for match in _COLON_AT_LINE_END.finditer(body):
+        start = body.rfind("\n", 0, match.start()) + 1
+        if _ROLE_LINE.fullmatch(body, start, match.end()) is not None:
+            return True
+    return False
+
+
 class ChatError(ValueError):
     """A chat template or a history list that cannot be used; the message says why."""
 
@@ -96,6 +112,8 @@ def split_body(body: str) -> tuple[MessageTemplate, ...]:
     Raises:
         ChatError: more than `MAX_MESSAGE_TEMPLATES` role lines.
     """
+    if not _may_be_chat(body):
+        return (MessageTemplate(None, "", body),)
     parts: list[MessageTemplate] = []
     role: str | None = None
     header = ""

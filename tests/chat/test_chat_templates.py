@@ -138,3 +138,12 @@ def test_a_variable_never_opens_a_message_or_changes_a_role(name: str) -> None:
 def test_an_injected_value_stays_in_a_one_message_prompt(name: str) -> None:
     messages = prompt("Answer: {{ q }}", role="user").to_messages({"q": INJECTIONS[name]})
     assert messages == [{"role": "user", "content": "Answer: " + INJECTIONS[name]}]
+
+
+def test_role_lines_with_crlf_endings_split_too() -> None:
+    parts = split_body("system:\r\nA\r\nuser:\r\nB")
+    assert [(p.role, p.source) for p in parts] == [("system", "A\r\n"), ("user", "B")]
+
+
+def test_a_body_of_lines_ending_in_colons_is_not_a_chat_template() -> None:
+    assert not is_chat(split_body("Steps:\nfirst: do this\nNote :\n"))

@@ -107,9 +107,10 @@ class IncludePlan:
         return RenderJob(self.root, sources, links, label, parts)
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=64)
 def message_templates(body: str) -> tuple[_chat.MessageTemplate, ...]:
-    """`body` split into message templates (kept for the bodies seen last)."""
+    """`body` split into message templates, kept for the 64 bodies seen last (a body that is
+    not a chat template is kept as itself; a chat body as its parts: at most 64 MiB)."""
     try:
         return _chat.split_body(body)
     except _chat.ChatError:  # refused when indexed; a plain body here renders as one text
