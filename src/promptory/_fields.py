@@ -37,13 +37,14 @@ PROMPT_TYPES: tuple[str, ...] = ("chat", "completion", "tts", "transcription")
 #: LLM message roles a prompt may declare.
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 
-Kind = Literal["str", "object", "bool", "str_list"]
+Kind = Literal["str", "object", "bool", "str_list", "object_list"]
 
 _JSON_TYPES: dict[str, str] = {
     "str": "string",
     "object": "object",
     "bool": "boolean",
     "str_list": "array",
+    "object_list": "array",
 }
 
 
@@ -53,7 +54,8 @@ class Field:
 
     Attributes:
         name: its key in the JSON and in the front matter.
-        kind: ``str``, ``object`` (a JSON object), ``bool`` or ``str_list``.
+        kind: ``str``, ``object`` (a JSON object), ``bool``, ``str_list`` or
+            ``object_list`` (a list of JSON objects).
         nullable: whether the JSON may carry null for it.
         default: its value when the front matter (or an answer) leaves it out.
         required: an answer without it is malformed (``id``, ``name``, ``body``).
@@ -128,6 +130,25 @@ PROMPT_FIELDS: tuple[Field, ...] = (
         source="server",
         description="That commit's time (ISO 8601 on our server).",
     ),
+    # New keys come after `updated_at` (CONTRACT, "Growing the protocol").
+    Field(
+        "inputs",
+        "object",
+        default={},
+        description="Typed inputs by variable name: type, required, default, description, sample.",
+    ),
+    Field(
+        "tools",
+        "object_list",
+        default=(),
+        description="Function tools the model may call, as the OpenAI chat API takes them.",
+    ),
+    Field(
+        "response_format",
+        "object",
+        nullable=True,
+        description="The answer's shape: a JSON Schema, or an OpenAI response_format object.",
+    ),
 )
 
 #: The keys of a prompt's JSON on the wire, in the order the server writes them.
@@ -158,6 +179,8 @@ def _fits(field: Field, value: Any) -> bool:
         return isinstance(value, dict)
     if field.kind == "bool":
         return isinstance(value, bool)
+    if field.kind == "object_list":
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
@@ -166,6 +189,7 @@ _EXPECTED = {
     "object": "an object",
     "bool": "a boolean",
     "str_list": "a list of strings",
+    "object_list": "a list of objects",
 }
 
 
@@ -181,7 +205,9 @@ def answer_problem(data: Mapping[str, Any], fields: Iterable[Field] = PROMPT_FIE
         value = data[field.name]
         # null stands for "empty" in containers (some servers send it for an empty model
         # or tag list); for a string or a boolean it is only fine when the field is nullable.
-        if value is None and (field.nullable or field.kind in ("object", "str_list")):
+        if value is None and (
+            field.nullable or field.kind in ("object", "str_list", "object_list")
+        ):
             continue
         if not _fits(field, value):
             expected = _EXPECTED[field.kind] + (" or null" if field.nullable else "")
@@ -209,6 +235,8 @@ def json_schema_properties(fields: Iterable[Field] = PROMPT_FIELDS) -> dict[str,
         schema: dict[str, Any] = {"type": [json_type, "null"] if field.nullable else json_type}
         if field.kind == "str_list":
             schema["items"] = {"type": "string"}
+        if field.kind == "object_list":
+            schema["items"] = {"type": "object"}
         if field.choices:
             schema["enum"] = [*field.choices, None] if field.nullable else list(field.choices)
         if field.description:

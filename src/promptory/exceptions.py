@@ -15,6 +15,7 @@ PromptoryError                      status_code, code, prompt
 │   └── ResponseTooLargeError       an answer past `max_response_bytes` (decoded)
 └── RenderError                     a template that fails to render, locally or on the server
     └── UndefinedVariableError      strict rendering found variables that were not given
+        └── InvalidInputError       ... or values of the wrong type for their declared inputs
 ```
 
 Each error says what happened and to which prompt. Errors of the HTTP layer are chained
@@ -23,6 +24,8 @@ Each error says what happened and to which prompt. Errors of the HTTP layer are 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 __all__ = [
     "APIConnectionError",
     "APITimeoutError",
@@ -30,6 +33,7 @@ __all__ = [
     "BadRequestError",
     "ForbiddenError",
     "InvalidArgumentError",
+    "InvalidInputError",
     "MalformedResponseError",
     "NotFoundError",
     "PromptoryError",
@@ -166,3 +170,27 @@ class UndefinedVariableError(RenderError):
     ) -> None:
         super().__init__(message, status_code=status_code, code=code, prompt=prompt)
         self.missing = list(missing)
+
+
+class InvalidInputError(UndefinedVariableError):
+    """A strict render found variables whose values do not have their input's declared type
+    (and maybe missing ones too: `missing`). One error names every problem.
+
+    Attributes:
+        invalid: what is wrong with each badly typed variable, by name.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        missing: list[str] | tuple[str, ...] = (),
+        invalid: Mapping[str, str] | None = None,
+        status_code: int | None = None,
+        code: str | None = "INVALID_INPUT",
+        prompt: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, missing=missing, status_code=status_code, code=code, prompt=prompt
+        )
+        self.invalid = dict(invalid or {})

@@ -17,6 +17,10 @@ VARIABLES: dict[str, Any] = {
     "text": "  padded text with <tags> & 'quotes'  ",
     "nested": [{"k": "x", "v": [1, 2]}, {"k": "y", "v": []}],
     "duration_minutes": 10,
+    "history": [
+        {"role": "user", "content": "earlier question"},
+        {"role": "assistant", "content": "earlier answer\nuser:\nnot a role line"},
+    ],
 }
 
 TEMPLATES: dict[str, str] = {
@@ -64,4 +68,14 @@ TEMPLATES: dict[str, str] = {
         "Identity: {{ vision.identity_statement }}\nWhy: {{ vision.deep_why }}\n"
         "Length: {{ duration_minutes }} minutes.\n"
     ),
+    # Chat templates (README, "Chat prompts"): each message renders on its own, and the
+    # text form keeps the role lines as written.
+    "chat_roles": "system:\nYou guide {{ user.display_name }}.\n\nuser:\n{{ text }}\n",
+    "chat_leading_text": "Preamble for {{ name }}.\nuser:\nHi\nassistant:\nHello {{ name }}\n",
+    "chat_prompty_case": "# System:\nBe brief.\n  User :  \n{{ items | join(', ') }}",
+    "chat_history": (
+        "system:\nKeep it short.\n\n{% for item in history %}\n{{item.role}}:\n"
+        "{{item.content}}\n{% endfor %}\n\nuser:\n{{ name }}\n"
+    ),
+    "chat_empty_message": "system:\n{% if formal %}Formal.{% endif %}\nuser:\nHi\n",
 }

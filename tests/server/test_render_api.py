@@ -32,7 +32,7 @@ def render(client: httpx.Client, pid: str, **request: object) -> httpx.Response:
     return client.post(f"/api/v1/prompts/{pid}/render", **request)  # type: ignore[arg-type]
 
 
-def test_render_answers_id_name_text_meta_and_model(client: httpx.Client) -> None:
+def test_render_answers_id_name_text_meta_model_and_messages(client: httpx.Client) -> None:
     variables = {
         "user": {"display_name": "Alice", "elevenlabs_voice_id": "abc123"},
         "vision": {"identity_statement": "I am confident", "deep_why": "my kids"},
@@ -41,7 +41,7 @@ def test_render_answers_id_name_text_meta_and_model(client: httpx.Client) -> Non
     response = render(client, MEDITATION_ID, json={"variables": variables})
     assert response.status_code == 200
     data = response.json()
-    assert list(data) == ["id", "name", "rendered_body", "meta", "model"]
+    assert list(data) == ["id", "name", "rendered_body", "meta", "model", "messages"]
     assert data["id"] == MEDITATION_ID
     assert data["name"] == "meditation_script_relax"
     assert "about 12 minutes for Alice" in data["rendered_body"]

@@ -20,6 +20,7 @@ from .._version import __version__
 from .demo import add_demo
 from .history import add_history_commands
 from .lint import add_lint
+from .mcp import add_mcp
 from .remote import add_remote_commands
 from .server import add_keys, add_serve
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_remote_commands(commands)
     add_history_commands(commands)
     add_lint(commands)
+    add_mcp(commands)
     return parser
 
 
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check(parser, args)
     logging.basicConfig(
         level=logging.WARNING
-        if args.command in ("demo", "get", "render", "list", "pull", "lint", "log", "diff")
+        if args.command in ("demo", "get", "render", "list", "pull", "lint", "log", "diff", "mcp")
         else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,

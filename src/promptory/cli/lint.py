@@ -10,9 +10,10 @@ an id another app also claims (served, nothing fails), which is a warning.
 
 Lint adds only its own checks:
 
-- variables: with a ``variables:`` list (or mapping) in the front matter, a variable the body
-  (or a prompt it includes) reads but does not declare is an error, one declared but never
-  read a warning;
+- variables: with ``inputs:`` or a ``variables:`` list (or mapping) in the front matter, a
+  variable the body (or a prompt it includes) reads but does not declare is an error, one
+  declared but never read a warning (the list a chat template's history loop reads needs no
+  declaration);
 - unknown front-matter keys (warnings: the server ignores them);
 - a file name ending in ``.dev``, ``.staging``, ``.production`` (and the like) without a
   ``name:``: the file name never sets the environment (a warning);
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._chat import split_body
 from .._controls import escape_controls
 from ._common import MissingExtra, Subcommands, fail, import_extra
 
@@ -258,6 +260,9 @@ def _own_checks(snapshot: Any, includes: Any) -> Iterator[Finding]:
                 f"'name: {base}' and 'environment: {environment}' to its front matter",
             )
         declared = _declared_variables(front_text, yaml)
+        inputs = dict(file.extra).get("inputs") or {}
+        if inputs:
+            declared = (*(declared or ()), *inputs)
         if declared is None:
             continue
         used = set(rendering.compile_body(file.body).info.variables)
@@ -267,8 +272,10 @@ def _own_checks(snapshot: Any, includes: Any) -> Iterator[Finding]:
             except includes.IncludeError:
                 continue  # reported with the includes
             used.update(rendering.compile_body(child.text.body).info.variables)
-        line = _key_line(front_text, "variables")
-        undeclared = sorted(used - set(declared))
+        line = _key_line(front_text, "variables" if "variables" in front_text else "inputs")
+        # The history loop's list is the conversation, not an input to declare.
+        history = {part.history for part in split_body(file.body) if part.history}
+        undeclared = sorted(used - set(declared) - history)
         unused = sorted(set(declared) - used)
         if undeclared:
             yield Finding(
@@ -276,7 +283,7 @@ def _own_checks(snapshot: Any, includes: Any) -> Iterator[Finding]:
                 line,
                 "error",
                 f"the body reads undeclared variable{'s' if len(undeclared) > 1 else ''} "
-                f"{', '.join(undeclared)} (add to 'variables')",
+                f"{', '.join(undeclared)} (add to 'inputs' or 'variables')",
             )
         if unused:
             yield Finding(

@@ -47,6 +47,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .._chat import ChatError
 from .._controls import escape_controls
 from .._protocol import ENVIRONMENTS, error_envelope
 from ..exceptions import RenderError
@@ -55,6 +56,7 @@ from .includes import include_problems
 from .keys import KeyRecord, KeyRing
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .mirror import Follower, Mirror, default_data_dir
+from .messages import rendered_answer, with_input_defaults
 from .openapi import openapi_document
 from .ratelimit import RateLimiter
 from .records import PromptRecord, dump_json
@@ -496,10 +498,13 @@ class _Server:
         record, job = found_job
         if isinstance(job, IncludeError):
             return _error(400, "RENDER_ERROR", job.message)
+        served = record.ready
+        assert served is not None
+        given = with_input_defaults(served.data, variables)
         gone = asyncio.ensure_future(_disconnected(receive))
         started = time.perf_counter()
         try:
-            text = await self.renders.render(key.id, job, variables, gone)
+            text = await self.renders.render(key.id, job, given, gone)
         except Busy as exc:
             return _error(429, "RATE_LIMITED", exc.message, {"Retry-After": str(exc.retry_after)})
         except RenderError as exc:
@@ -509,8 +514,12 @@ class _Server:
         finally:
             gone.cancel()
             self.metrics.render_seconds.observe(time.perf_counter() - started)
-        served = record.ready
-        assert served is not None
+        try:
+            text, messages = rendered_answer(
+                job, record.text.body, served.data["role"], text, given
+            )
+        except ChatError as exc:
+            return _error(400, "RENDER_ERROR", f"prompt {record.qualified_name}: {exc}")
         return _json(
             {
                 "id": record.id,
@@ -518,6 +527,7 @@ class _Server:
                 "rendered_body": text,
                 "meta": served.meta,
                 "model": served.data["model"],
+                "messages": messages,
             }
         )
 
@@ -781,6 +791,16 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return _error(500, "INTERNAL_ERROR", "internal server error")
 
 
+def _mcp_mount(server: _Server) -> Any:
+    """The ``/mcp`` endpoint (`mcp_route`), or None without the ``mcp`` extra."""
+    try:
+        from .mcp_route import McpMount
+    except ImportError:
+        logger.info("MCP is off at /mcp: install the mcp extra (pip install ".[mcp]" in a clone) to serve it")
+        return None
+    return McpMount(server)
+
+
 def create_app(settings: ServerSettings) -> Starlette:
     """The server's ASGI app, over `settings.repo`.
 
@@ -792,6 +812,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         promptory.server.store.RefNotFoundError: the ref names no commit.
     """
     server = _Server(settings)
+    mcp = _mcp_mount(server)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -801,7 +822,8 @@ def create_app(settings: ServerSettings) -> Starlette:
             server.follower.start()
         await run_in_threadpool(server.renders.start)
         try:
-            yield
+            async with mcp.lifespan() if mcp is not None else contextlib.nullcontext():
+                yield
         finally:
             server.watch.close()
             if server.follower is not None:
@@ -846,6 +868,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/openapi.json", _Endpoint(server.openapi_json), methods=["GET"]),
         *history_routes(server),
         *WebUI(server).routes(),
+        *([Route("/mcp", mcp, methods=["POST"])] if mcp is not None else []),
     ]
     app = _App(
         routes=routes,

@@ -48,10 +48,12 @@ from jinja2 import TemplateSyntaxError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
+from .._chat import ChatError, is_chat, split_body
 from .._fields import PROMPT_FIELDS, PROMPT_TYPES, ROLES, Field, front_matter_keys
 from .._protocol import ENVIRONMENTS
 from ..exceptions import RenderError
 from ..rendering import compile_body
+from .declarations import check_declarations
 
 __all__ = [
     "KNOWN_KEYS",
@@ -497,6 +499,17 @@ class _Fields:
             raise self.fail(key, str(exc)) from None
         return result
 
+    def objects(self, key: str) -> tuple[dict[str, Any], ...]:
+        value = self.data.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.fail(key, f"must be a list of mappings, not {_yaml_type(value)}")
+        try:
+            return tuple(_jsonable(item, f"{key}[{i}]") for i, item in enumerate(value))
+        except _NotJSON as exc:
+            raise self.fail(key, str(exc)) from None
+
     def names(self, key: str) -> tuple[str, ...]:
         value = self.data.get(key)
         if value is None:
@@ -588,6 +601,10 @@ def parse_front_matter(front_text: str) -> FrontMatter:
         if not is_valid_name(include):
             raise fields.fail("includes", f"{include!r} is not a prompt name (no '/' or '..')")
 
+    extra = tuple((spec.name, _read_by_kind(fields, spec)) for spec in _GENERIC_FIELDS)
+    for key, message in check_declarations(dict(extra)):
+        raise fields.fail(key, message)
+
     return FrontMatter(
         id=prompt_id,
         name=fields.name("name"),
@@ -605,7 +622,7 @@ def parse_front_matter(front_text: str) -> FrontMatter:
         tags=fields.names("tags"),
         includes=includes,
         unknown_keys=tuple(str(key) for key in data if key not in KNOWN_KEYS),
-        extra=tuple((spec.name, _read_by_kind(fields, spec)) for spec in _GENERIC_FIELDS),
+        extra=extra,
     )
 
 
@@ -624,6 +641,8 @@ def _read_by_kind(fields: _Fields, spec: Field) -> Any:
         return fields.boolean(spec.name, bool(spec.default))
     if spec.kind == "object":
         return fields.mapping(spec.name)
+    if spec.kind == "object_list":
+        return fields.objects(spec.name)
     return fields.names(spec.name)
 
 
@@ -691,12 +710,39 @@ class PromptText:
                 if references is None:
                     try:
                         references = compile_body(self.body).references
+                        self._check_messages()
                     except RenderError as exc:
                         references = self._syntax_error(exc)
+                    except PromptFileError as exc:
+                        references = exc
                     self._references = references
         if isinstance(references, PromptFileError):
             raise references.with_traceback(None)
         return references
+
+    def _check_messages(self) -> None:
+        """Each message template of a chat body must compile on its own (a Jinja block may
+        not span a role line)."""
+        first_line = self.front_text.count("\n") + 3  # the body's first line in the file
+        try:
+            parts = split_body(self.body)
+        except ChatError as exc:
+            raise PromptFileError(str(exc), line=first_line) from None
+        if not is_chat(parts):
+            return
+        for part in parts:
+            try:
+                compile_body(part.source)
+            except RenderError as error:
+                cause = error.__cause__
+                inner = getattr(cause, "lineno", None) or 1
+                line = first_line + part.line - 1 + inner - 1
+                message = getattr(cause, "message", None) or error.message
+                raise PromptFileError(
+                    f"message template on line {line} is not valid on its own ({message}); "
+                    "a Jinja block must open and close between two role lines",
+                    line=line,
+                ) from None
 
     def _syntax_error(self, error: RenderError) -> PromptFileError:
         cause = error.__cause__

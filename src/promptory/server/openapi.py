@@ -78,6 +78,19 @@ def _schemas() -> dict[str, Any]:
                 "rendered_body": {"type": "string"},
                 "meta": {"$ref": "#/components/schemas/PromptMeta"},
                 "model": {"type": "object"},
+                "messages": {
+                    "type": "array",
+                    "description": "The rendered chat messages, in order (README, 'Chat "
+                    "prompts'); one message for a body without role lines.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "role": {"type": "string"},
+                            "content": {"type": ["string", "null"]},
+                        },
+                        "required": ["role"],
+                    },
+                },
             }
         ),
         "Status": _closed(
@@ -587,6 +600,7 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
         },
+        "/mcp": _mcp_operations(),
         "/openapi.json": {
             "get": {
                 "operationId": "getOpenAPI",
@@ -624,4 +638,27 @@ def openapi_document() -> dict[str, Any]:
             "responses": _RESPONSES,
             "schemas": _schemas(),
         },
+    }
+
+
+def _mcp_operations() -> dict[str, Any]:
+    """``/mcp``: the Model Context Protocol over streamable HTTP (JSON-RPC messages,
+    stateless, POST only: no server-to-client stream); the same key auth as the API."""
+    jsonrpc = {"application/json": {"schema": {"type": "object"}}}
+    return {
+        "post": {
+            "operationId": "mcpPost",
+            "summary": "An MCP JSON-RPC message (prompts/list, prompts/get...), answered in JSON.",
+            "responses": {
+                "200": {"description": "A JSON-RPC answer.", "content": jsonrpc},
+                "202": {"description": "A notification, accepted."},
+                "400": {"description": "Not a valid MCP message (the MCP SDK's own answer)."},
+                "401": _ref("Unauthorized"),
+                "404": {"description": "An unknown MCP session."},
+                "406": {"description": "The Accept header does not allow JSON."},
+                "413": {"description": "The message is too large."},
+                "415": {"description": "The body is not JSON."},
+                "429": _ref("RateLimited"),
+            },
+        }
     }

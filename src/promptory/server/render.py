@@ -22,13 +22,18 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import json
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import BaseLoader, Environment, TemplateNotFound, TemplateSyntaxError
 
+from .. import _chat
 from ..exceptions import RenderError
 from ..rendering import PromptEnvironment, render_template
 from .files import is_valid_name
@@ -41,6 +46,7 @@ __all__ = [
     "MAX_INCLUDE_DEPTH",
     "RenderJob",
     "Renderer",
+    "message_templates",
     "plan",
     "render_job",
 ]
@@ -77,9 +83,31 @@ class IncludePlan:
     links: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def job(self, label: str) -> RenderJob:
-        """The plan as plain data a render worker can take."""
+        """The plan as plain data a render worker can take. A chat body (see `_chat`) is
+        also split into its message templates, each a template of the job (``root#i``)
+        with the root's include links."""
         sources = {name: record.text.body for name, record in self.templates.items()}
-        return RenderJob(self.root, sources, dict(self.links), label)
+        links = dict(self.links)
+        split = message_templates(self.templates[self.root].text.body)
+        parts: tuple[str, ...] = ()
+        if _chat.is_chat(split):
+            parts = tuple(f"{self.root}#{index}" for index in range(len(split)))
+            for name, part in zip(parts, split, strict=True):
+                sources[name] = part.source
+            for (parent, written), target in self.links.items():
+                if parent == self.root:
+                    links.update({(name, written): target for name in parts})
+        return RenderJob(self.root, sources, links, label, parts)
+
+
+@functools.lru_cache(maxsize=64)
+def message_templates(body: str) -> tuple[_chat.MessageTemplate, ...]:
+    """`body` split into message templates, kept for the 64 bodies seen last (a body that is
+    not a chat template is kept as itself; a chat body as its parts: at most 64 MiB)."""
+    try:
+        return _chat.split_body(body)
+    except _chat.ChatError:  # refused when indexed; a plain body here renders as one text
+        return (_chat.MessageTemplate(None, "", body),)
 
 
 @dataclass(frozen=True)
@@ -91,12 +119,15 @@ class RenderJob:
         sources: the body of every template the render may load, by template name.
         links: (including template name, name as written) -> included template name.
         label: the prompt's ``org/app/name``, for error messages.
+        parts: for a chat body, the template names of its message templates, in order; the
+            worker then renders each and answers their texts as a JSON list of strings.
     """
 
     root: str
     sources: dict[str, str]
     links: dict[tuple[str, str], str]
     label: str
+    parts: tuple[str, ...] = ()
 
 
 def _resolve(snapshot: Snapshot, parent: PromptRecord, name: str | None) -> PromptRecord:
@@ -222,11 +253,22 @@ class Renderer:
         Raises:
             RenderError: the template failed (sandbox, limits, runtime error).
         """
+        return self._run(job, job.root, variables)
+
+    def run_parts(self, job: RenderJob, variables: Mapping[str, Any] | None) -> list[str]:
+        """Render each message template of a chat `job`, in order.
+
+        Raises:
+            RenderError: a template failed (sandbox, limits, runtime error).
+        """
+        return [self._run(job, part, variables) for part in job.parts]
+
+    def _run(self, job: RenderJob, name: str, variables: Mapping[str, Any] | None) -> str:
         label = job.label
         token = _JOB.set(job)
         try:
             try:
-                template = self.environment.get_template(job.root)
+                template = self.environment.get_template(name)
             except TemplateSyntaxError as exc:  # checked when indexed; kept for safety
                 raise RenderError(
                     f"prompt {label}: template syntax error on line {exc.lineno}: {exc.message}",
@@ -250,6 +292,8 @@ def render_job(job: RenderJob, variables: Mapping[str, Any] | None) -> tuple[boo
     if renderer is None:
         renderer = _WORKER_RENDERER = Renderer()
     try:
+        if job.parts:
+            return True, json.dumps(renderer.run_parts(job, variables))
         return True, renderer.run(job, variables)
     except RenderError as exc:
         return False, exc.message
