@@ -54,9 +54,9 @@ from ..exceptions import RenderError
 from .history_routes import history_routes
 from .includes import include_problems
 from .keys import KeyRecord, KeyRing
+from .messages import rendered_answer, with_input_defaults
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .mirror import Follower, Mirror, default_data_dir
-from .messages import rendered_answer, with_input_defaults
 from .openapi import openapi_document
 from .ratelimit import RateLimiter
 from .records import PromptRecord, dump_json
@@ -796,7 +796,10 @@ def _mcp_mount(server: _Server) -> Any:
     try:
         from .mcp_route import McpMount
     except ImportError:
-        logger.info("MCP is off at /mcp: install the mcp extra (pip install ".[mcp]" in a clone) to serve it")
+        logger.info(
+            "MCP is off at /mcp: install the mcp extra (pip install '.[mcp]' in a clone) to "
+            "serve it"
+        )
         return None
     return McpMount(server)
 
