@@ -11,7 +11,8 @@ Rules of this module:
   re-index never stalls other requests.
 * Every error has one envelope, ``{"error": {"code": "...", "message": "..."}}``, including
   Starlette's own 404, 405 and 500 (exception handlers). `openapi.ERROR_CODES` lists the
-  codes.
+  codes. A step that refuses a request raises `ApiError`; the endpoint wrapper
+  (`answers.Endpoint`) is the one place that answers it.
 * Order of checks: authentication (401), rate limit (429), request shape (400, 413), then
   the scope (403) as soon as the org and app are known from the path (by-name), before the
   ref (404) and the lookup (404). By id (get, render) a prompt outside the key's scope
@@ -33,7 +34,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -51,6 +52,16 @@ from .._chat import ChatError
 from .._controls import escape_controls
 from .._protocol import ENVIRONMENTS, error_envelope
 from ..exceptions import RenderError
+from .answers import (
+    JSON,
+    ApiError,
+    Endpoint,
+    Prebuilt,
+    echo,
+    error_response,
+    json_response,
+    unknown_id,
+)
 from .history_routes import history_routes
 from .includes import include_problems
 from .keys import KeyRecord, KeyRing
@@ -59,7 +70,7 @@ from .metrics import CONTENT_TYPE, ServerMetrics
 from .mirror import Follower, Mirror, default_data_dir
 from .openapi import openapi_document
 from .ratelimit import RateLimiter
-from .records import PromptRecord, dump_json
+from .records import PromptHeaders, PromptRecord, dump_json
 from .render import IncludeError, RenderJob, plan
 from .renderpool import Busy, Gone, RenderCapacity, RenderPool
 from .shared_limit import SharedRateLimiter
@@ -79,8 +90,6 @@ CACHE_CONTROL_PINNED = "private, max-age=31536000, immutable"
 
 _LIVE = CACHE_CONTROL_LIVE.encode("ascii")
 _PINNED = CACHE_CONTROL_PINNED.encode("ascii")
-_JSON = b"application/json"
-_MAX_ECHO = 200  # characters of a client's input repeated in an error message
 
 
 @dataclass
@@ -134,44 +143,10 @@ class ServerSettings:
     watch_heartbeat: float = 15.0
 
 
-class _Prebuilt(Response):
-    """A response from ready-made bytes and raw headers (no encoding, no header parsing)."""
-
-    def __init__(self, status_code: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        self.status_code = status_code
-        self.body = body
-        self.raw_headers = headers
-        self.background = None
-
-
-def _error(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> Response:
-    body = dump_json(error_envelope(code, message))
-    raw = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode("ascii"))]
-    if headers:
-        raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
-    return _Prebuilt(status, body, raw)
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    body = dump_json(data)
-    return _Prebuilt(
-        status,
-        body,
-        [(b"content-type", _JSON), (b"content-length", str(len(body)).encode("ascii"))],
-    )
-
-
 def _printable(text: str) -> str:
     """`text` with the bytes of a non-UTF-8 file name (kept by pygit2 as surrogate escapes)
     written as ``\\xNN``: JSON in UTF-8 cannot carry them."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _echo(value: str) -> str:
-    """A client's input, shortened, for an error message."""
-    return value if len(value) <= _MAX_ECHO else value[:_MAX_ECHO] + "..."
 
 
 # An entity tag in an If-None-Match list: optional W/, then a quoted opaque tag.
@@ -190,7 +165,7 @@ def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
     return any(tag == etag for tag in _ENTITY_TAG.findall(if_none_match))
 
 
-_ENCODED_SLASH = _error(
+_ENCODED_SLASH = error_response(
     404, "NOT_FOUND", "not found: a prompt id or name never holds an encoded '/' (%2F)"
 )
 
@@ -208,29 +183,6 @@ class _App(Starlette):
             await _ENCODED_SLASH(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
-
-
-class _Endpoint:
-    """A route endpoint that is a plain ASGI app: Starlette passes scope, receive, send
-    straight through, without building a `Request` or a handler wrapper."""
-
-    __slots__ = ("count", "handler", "route")
-
-    def __init__(
-        self,
-        handler: Callable[[Scope, Receive], Awaitable[Response]],
-        route: str = "",
-        count: Callable[[str, int], None] | None = None,
-    ) -> None:
-        self.handler = handler
-        self.route = route
-        self.count = count
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.handler(scope, receive)
-        if self.count is not None:
-            self.count(self.route, response.status_code)
-        await response(scope, receive, send)
 
 
 class _Server:
@@ -309,8 +261,12 @@ class _Server:
 
     # --- shared steps ------------------------------------------------------------------------
 
-    def _admit(self, scope: Scope) -> tuple[KeyRecord | Response, bytes | None]:
-        """The caller's key (or the 401/429 to send) and its If-None-Match header."""
+    def _admit(self, scope: Scope) -> tuple[KeyRecord, bytes | None]:
+        """The caller's key and its If-None-Match header.
+
+        Raises:
+            ApiError: 401 without a known key, 429 over the key's rate limit.
+        """
         authorization = if_none_match = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -318,30 +274,23 @@ class _Server:
             elif name == b"if-none-match":
                 if_none_match = value
         if authorization is None:
-            return self._unauthorized("missing Authorization header (Bearer API key)"), None
+            raise _unauthorized("missing Authorization header (Bearer API key)")
         scheme, _, presented = authorization.partition(b" ")
         if scheme.lower() != b"bearer":
-            return self._unauthorized("Authorization must be 'Bearer <API key>'"), None
+            raise _unauthorized("Authorization must be 'Bearer <API key>'")
         key = self.keyring.verify(presented.strip().decode("latin-1"))
         if key is None:
-            return self._unauthorized("unknown or revoked API key"), None
+            raise _unauthorized("unknown or revoked API key")
         wait = self.limiter.check(key.id)
         if wait:
-            return (
-                _error(
-                    429,
-                    "RATE_LIMITED",
-                    f"rate limit of {self.limiter.per_minute} requests a minute per API key "
-                    f"reached; retry in {wait} s",
-                    {"Retry-After": str(wait)},
-                ),
-                None,
+            raise ApiError(
+                429,
+                "RATE_LIMITED",
+                f"rate limit of {self.limiter.per_minute} requests a minute per API key "
+                f"reached; retry in {wait} s",
+                {"Retry-After": str(wait)},
             )
         return key, if_none_match
-
-    @staticmethod
-    def _unauthorized(message: str) -> Response:
-        return _error(401, "UNAUTHORIZED", message, {"WWW-Authenticate": "Bearer"})
 
     @staticmethod
     def _query(scope: Scope) -> dict[str, str]:
@@ -355,23 +304,32 @@ class _Server:
         return query
 
     @staticmethod
-    def _environment(query: dict[str, str]) -> str | Response | None:
+    def _environment(query: dict[str, str]) -> str | None:
+        """The ``?environment=`` asked for, if any.
+
+        Raises:
+            ApiError: 400, not an environment.
+        """
         environment = query.get("environment")
         if environment is None or environment in ENVIRONMENTS:
             return environment
-        return _error(
+        raise ApiError(
             400,
             "INVALID_ENVIRONMENT",
-            f"environment {_echo(environment)!r} is not one of {', '.join(ENVIRONMENTS)}",
+            f"environment {echo(environment)!r} is not one of {', '.join(ENVIRONMENTS)}",
         )
 
-    async def _snapshot(self, query: dict[str, str]) -> tuple[Snapshot, bool] | Response:
-        """The snapshot to answer from and whether it is pinned (an immutable ref)."""
+    async def _snapshot(self, query: dict[str, str]) -> tuple[Snapshot, bool]:
+        """The snapshot to answer from and whether it is pinned (an immutable ref).
+
+        Raises:
+            ApiError: 400 when ref reads are off, 404 for a ref the server does not hold.
+        """
         ref = query.get("ref")
         if ref is None:
             return self.store.snapshot, False
         if not self.settings.ref_reads:
-            return _error(
+            raise ApiError(
                 400,
                 "REF_READS_DISABLED",
                 "this server does not answer ?ref= (it runs with --no-ref-reads); ask "
@@ -380,16 +338,8 @@ class _Server:
         try:
             resolved = await run_in_threadpool(self.store.snapshot_at, ref)
         except RefNotFoundError as exc:
-            return _error(404, "REF_NOT_FOUND", f"ref {_echo(ref)!r}: {exc.reason}")
+            raise ApiError(404, "REF_NOT_FOUND", f"ref {echo(ref)!r}: {exc.reason}") from None
         return resolved.snapshot, resolved.pinned
-
-    @staticmethod
-    def _forbidden(key: KeyRecord, org: str, app: str) -> Response:
-        return _error(
-            403,
-            "FORBIDDEN",
-            f"this API key is scoped to {key.scope}; it cannot read {_echo(org)}/{_echo(app)}",
-        )
 
     def readable_sha(self, ref: str) -> str:
         """The commit a client may read by `ref` (histories and diffs): as ``?ref=``, by
@@ -403,101 +353,75 @@ class _Server:
         return self.store.readable_sha(ref)
 
     @staticmethod
-    def _unknown_id(prompt_id: str) -> Response:
-        return _error(404, "PROMPT_NOT_FOUND", f"no prompt with id {_echo(prompt_id)!r}")
-
-    @staticmethod
     def _prompt(record: PromptRecord, if_none_match: bytes | None, pinned: bool) -> Response:
         served = record.ready
         assert served is not None  # lookups only return prepared, valid records
         policy = _PINNED if pinned else _LIVE
         headers = record.headers.get(policy)
         if headers is None:
-            headers = record.headers[policy] = [
-                (b"content-type", _JSON),
-                (b"content-length", str(len(served.json)).encode("ascii")),
-                (b"etag", served.etag.encode("ascii")),
-                (b"cache-control", policy),
-            ]
-        if if_none_match is not None and etag_matches(if_none_match, headers[2][1]):
-            return _Prebuilt(304, b"", headers[2:])
-        # A copy: a response's headers may be changed on the way out; the cache's must not.
-        return _Prebuilt(200, served.json, list(headers))
+            headers = record.headers[policy] = _prompt_headers(served.json, served.etag, policy)
+        # Copies: a response's headers may be changed on the way out; the cache's must not.
+        if if_none_match is not None and etag_matches(if_none_match, headers.etag):
+            return Prebuilt(304, b"", list(headers.not_modified))
+        return Prebuilt(200, served.json, list(headers.ok))
 
     # --- endpoints ---------------------------------------------------------------------------
 
     async def get_by_id(self, scope: Scope, receive: Receive) -> Response:
         key, if_none_match = self._admit(scope)
-        if isinstance(key, Response):
-            return key
         query = self._query(scope)
-        found = await self._snapshot(query) if "ref" in query else (self.store.snapshot, False)
-        if isinstance(found, Response):
-            return found
-        snapshot, pinned = found
+        snapshot, pinned = (
+            await self._snapshot(query) if "ref" in query else (self.store.snapshot, False)
+        )
         prompt_id: str = scope["path_params"]["id"]
         record = snapshot.peek_by_id(prompt_id)
         if record is PENDING:
             record = await run_in_threadpool(snapshot.find_by_id, prompt_id)
         # Outside the key's scope an id answers as an unknown one: no existence oracle.
         if not isinstance(record, PromptRecord) or not key.allows(record.org, record.app):
-            return self._unknown_id(prompt_id)
+            raise unknown_id(prompt_id)
         return self._prompt(record, if_none_match, pinned)
 
     async def get_by_name(self, scope: Scope, receive: Receive) -> Response:
         key, if_none_match = self._admit(scope)
-        if isinstance(key, Response):
-            return key
         query = self._query(scope)
         environment = self._environment(query)
-        if isinstance(environment, Response):
-            return environment
         params = scope["path_params"]
         org: str = params["org"]
         app: str = params["app"]
         name: str = params["name"]
         if not key.allows(org, app):
-            return self._forbidden(key, org, app)
-        found = await self._snapshot(query) if "ref" in query else (self.store.snapshot, False)
-        if isinstance(found, Response):
-            return found
-        snapshot, pinned = found
+            raise _forbidden(key, org, app)
+        snapshot, pinned = (
+            await self._snapshot(query) if "ref" in query else (self.store.snapshot, False)
+        )
         record = snapshot.peek_by_name(org, app, name, environment)
         if record is PENDING:
             record = await run_in_threadpool(snapshot.find_by_name, org, app, name, environment)
         if record is None:
             if not snapshot.has_app(org, app):
-                return _error(404, "APP_NOT_FOUND", f"no app {_echo(org)}/{_echo(app)}")
+                raise ApiError(404, "APP_NOT_FOUND", f"no app {echo(org)}/{echo(app)}")
             where = f" in {environment}" if environment else ""
-            return _error(
+            raise ApiError(
                 404,
                 "PROMPT_NOT_FOUND",
-                f"no active prompt {_echo(org)}/{_echo(app)}/{_echo(name)}{where}",
+                f"no active prompt {echo(org)}/{echo(app)}/{echo(name)}{where}",
             )
         assert isinstance(record, PromptRecord)
         return self._prompt(record, if_none_match, pinned)
 
     async def render(self, scope: Scope, receive: Receive) -> Response:
         key, _ = self._admit(scope)
-        if isinstance(key, Response):
-            return key
         body = await self._read_body(scope, receive)
-        if isinstance(body, Response):
-            return body
         variables = self._variables(body)
-        if isinstance(variables, Response):
-            return variables
-        found = await self._snapshot(self._query(scope))
-        if isinstance(found, Response):
-            return found
-        snapshot, _ = found
+        snapshot, _ = await self._snapshot(self._query(scope))
         prompt_id: str = scope["path_params"]["id"]
         found_job = await run_in_threadpool(self._render_job, snapshot, prompt_id)
         if found_job is None or not key.allows(found_job[0].org, found_job[0].app):
-            return self._unknown_id(prompt_id)
+            raise unknown_id(prompt_id)
         record, job = found_job
         if isinstance(job, IncludeError):
-            return _error(400, "RENDER_ERROR", job.message)
+            raise ApiError(400, "RENDER_ERROR", job.message)
         served = record.ready
         assert served is not None
         given = with_input_defaults(served.data, variables)
@@ -506,11 +430,15 @@ class _Server:
         try:
             text = await self.renders.render(key.id, job, given, gone)
         except Busy as exc:
-            return _error(429, "RATE_LIMITED", exc.message, {"Retry-After": str(exc.retry_after)})
+            raise ApiError(
+                429, "RATE_LIMITED", exc.message, {"Retry-After": str(exc.retry_after)}
+            ) from None
         except RenderError as exc:
-            return _error(400, "RENDER_ERROR", exc.message)
+            raise ApiError(400, "RENDER_ERROR", exc.message) from None
         except Gone:
-            return _error(503, "SERVER_BUSY", "the client went away before its render ran")
+            raise ApiError(
+                503, "SERVER_BUSY", "the client went away before its render ran"
+            ) from None
         finally:
             gone.cancel()
             self.metrics.render_seconds.observe(time.perf_counter() - started)
@@ -519,8 +447,8 @@ class _Server:
                 job, record.text.body, served.data["role"], text, given
             )
         except ChatError as exc:
-            return _error(400, "RENDER_ERROR", f"prompt {record.qualified_name}: {exc}")
-        return _json(
+            raise ApiError(400, "RENDER_ERROR", f"prompt {record.qualified_name}: {exc}") from None
+        return json_response(
             {
                 "id": record.id,
                 "name": record.name,
@@ -545,20 +473,24 @@ class _Server:
         except IncludeError as exc:
             return record, exc
 
-    async def _read_body(
-        self, scope: Scope, receive: Receive, limit: int | None = None
-    ) -> bytes | Response:
+    async def _read_body(self, scope: Scope, receive: Receive, limit: int | None = None) -> bytes:
+        """The request body, up to `limit` bytes (the server's body limit by default).
+
+        Raises:
+            ApiError: 413 over the limit, 400 for a Content-Length that is not a number.
+        """
         limit = self.settings.max_body if limit is None else limit
-        too_large = _error(
+        too_large = ApiError(
             413, "PAYLOAD_TOO_LARGE", f"request body is over the limit of {limit:,} bytes"
         )
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
-                    if int(value) > limit:
-                        return too_large
+                    declared = int(value)
                 except ValueError:
-                    return _error(400, "INVALID_BODY", "Content-Length is not a number")
+                    raise ApiError(400, "INVALID_BODY", "Content-Length is not a number") from None
+                if declared > limit:
+                    raise too_large
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -568,55 +500,55 @@ class _Server:
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                return too_large
+                raise too_large
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
 
     @staticmethod
-    def _variables(body: bytes) -> dict[str, Any] | Response | None:
+    def _variables(body: bytes) -> dict[str, Any] | None:
+        """The ``variables`` of a render request body (None when not given).
+
+        Raises:
+            ApiError: 400, the body is not ``{"variables": {...}}`` in JSON.
+        """
         if not body.strip():
             return None
         try:
             data = json.loads(body)
         except (ValueError, RecursionError) as exc:
             detail = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
-            return _error(400, "INVALID_BODY", f"request body is not valid JSON: {detail}")
+            raise ApiError(
+                400, "INVALID_BODY", f"request body is not valid JSON: {detail}"
+            ) from None
         if not isinstance(data, dict):
-            return _error(
+            raise ApiError(
                 400, "INVALID_BODY", 'request body must be a JSON object: {"variables": {...}}'
             )
         variables = data.get("variables")
         if variables is not None and not isinstance(variables, dict):
-            return _error(400, "INVALID_BODY", "'variables' must be a JSON object")
+            raise ApiError(400, "INVALID_BODY", "'variables' must be a JSON object")
         if b"\\u" in body:
             try:  # JSON may escape a lone surrogate ("\ud800"); UTF-8 cannot carry it back
                 dump_json(variables)
             except UnicodeEncodeError:
-                return _error(
+                raise ApiError(
                     400, "INVALID_BODY", "request body holds an unpaired surrogate escape"
-                )
+                ) from None
         return variables
 
     async def list_prompts(self, scope: Scope, receive: Receive) -> Response:
         key, _ = self._admit(scope)
-        if isinstance(key, Response):
-            return key
         query = self._query(scope)
         environment = self._environment(query)
-        if isinstance(environment, Response):
-            return environment
         org, app = query.get("org"), query.get("app")
         if key.scope_org is not None and (
             (org is not None and org != key.scope_org)
             or (app is not None and key.scope_app is not None and app != key.scope_app)
         ):
-            return self._forbidden(key, org or key.scope_org, app or "*")
-        found = await self._snapshot(query)
-        if isinstance(found, Response):
-            return found
-        snapshot, _ = found
+            raise _forbidden(key, org or key.scope_org, app or "*")
+        snapshot, _ = await self._snapshot(query)
         records = await run_in_threadpool(
             snapshot.prompts,
             org=org,
@@ -635,16 +567,14 @@ class _Server:
             b"}",
         ]
         body = b"".join(parts)
-        return _Prebuilt(
+        return Prebuilt(
             200,
             body,
-            [(b"content-type", _JSON), (b"content-length", str(len(body)).encode("ascii"))],
+            [(b"content-type", JSON), (b"content-length", str(len(body)).encode("ascii"))],
         )
 
     async def status(self, scope: Scope, receive: Receive) -> Response:
         key, _ = self._admit(scope)
-        if isinstance(key, Response):
-            return key
         snapshot = self.store.snapshot
         allow = None if key.unscoped else key.allows
 
@@ -667,11 +597,13 @@ class _Server:
                 status["follow"] = self.follower.status.as_json(snapshot.commit, time.time())
             return status
 
-        return _json(await run_in_threadpool(gather))
+        return json_response(await run_in_threadpool(gather))
 
     async def health(self, scope: Scope, receive: Receive) -> Response:
         snapshot = self.store.snapshot
-        return _json({"status": "ok", "commit": snapshot.commit, "prompts": snapshot.file_count})
+        return json_response(
+            {"status": "ok", "commit": snapshot.commit, "prompts": snapshot.file_count}
+        )
 
     async def ready(self, scope: Scope, receive: Receive) -> Response:
         """Readiness: 200 once a commit is served, else 503."""
@@ -680,14 +612,12 @@ class _Server:
         if self.follower is not None:
             body["follow"] = self.follower.status.as_json(commit, time.time())
         if commit is None:
-            return _json(body, 503)
-        return _json(body)
+            return json_response(body, 503)
+        return json_response(body)
 
     async def webhook(self, scope: Scope, receive: Receive) -> Response:
         """A signed push webhook from a forge: fetch now."""
         body = await self._read_body(scope, receive, MAX_WEBHOOK_BODY)
-        if isinstance(body, Response):
-            return body
         forge = verify_webhook(self.settings.webhook_secret, scope["headers"], body)
         if forge is None:
             why = (
@@ -696,19 +626,17 @@ class _Server:
                 else "missing or wrong signature (X-Hub-Signature-256, X-Gitlab-Token or "
                 "X-Gitea-Signature)"
             )
-            return _error(401, "UNAUTHORIZED", f"webhook refused: {why}")
+            raise ApiError(401, "UNAUTHORIZED", f"webhook refused: {why}")
         if self.follower is None:
-            return _error(
+            raise ApiError(
                 409, "NOT_FOLLOWING", "this server does not follow a remote (--pull-from)"
             )
         self.follower.trigger()
-        return _json({"accepted": True, "forge": forge}, 202)
+        return json_response({"accepted": True, "forge": forge}, 202)
 
     async def watch_stream(self, scope: Scope, receive: Receive) -> Response:
         """Server-Sent Events: one event per served commit, within the key's scope."""
         key, _ = self._admit(scope)
-        if isinstance(key, Response):
-            return key
         last_event_id = None
         for name, value in scope["headers"]:
             if name == b"last-event-id":
@@ -716,7 +644,7 @@ class _Server:
         try:
             subscriber = self.watch.subscribe(key.id)
         except TooManyWatchers as exc:
-            return _error(429, "TOO_MANY_WATCHERS", exc.message, {"Retry-After": "30"})
+            raise ApiError(429, "TOO_MANY_WATCHERS", exc.message, {"Retry-After": "30"}) from None
         allow = None if key.unscoped else key.allows
         return EventSourceResponse(
             self.watch.events(subscriber, last_event_id, allow),
@@ -728,14 +656,12 @@ class _Server:
         """Prometheus metrics, for loopback clients, unscoped keys, or anyone if public."""
         if not self.settings.metrics_public and not _loopback(scope):
             key, _ = self._admit(scope)
-            if isinstance(key, Response):
-                return key
             if not key.unscoped:
-                return _error(
+                raise ApiError(
                     403, "FORBIDDEN", "metrics are for loopback clients and unscoped API keys"
                 )
         body = self.metrics.scrape()
-        return _Prebuilt(
+        return Prebuilt(
             200,
             body,
             [
@@ -745,11 +671,38 @@ class _Server:
         )
 
     async def openapi_json(self, scope: Scope, receive: Receive) -> Response:
-        return _Prebuilt(
+        return Prebuilt(
             200,
             self.openapi,
-            [(b"content-type", _JSON), (b"content-length", str(len(self.openapi)).encode())],
+            [(b"content-type", JSON), (b"content-length", str(len(self.openapi)).encode())],
         )
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "UNAUTHORIZED", message, {"WWW-Authenticate": "Bearer"})
+
+
+def _forbidden(key: KeyRecord, org: str, app: str) -> ApiError:
+    return ApiError(
+        403,
+        "FORBIDDEN",
+        f"this API key is scoped to {key.scope}; it cannot read {echo(org)}/{echo(app)}",
+    )
+
+
+def _prompt_headers(body: bytes, etag: str, cache_control: bytes) -> PromptHeaders:
+    """The headers a prompt is served with under one cache policy."""
+    quoted = etag.encode("ascii")
+    validators = [(b"etag", quoted), (b"cache-control", cache_control)]
+    return PromptHeaders(
+        etag=quoted,
+        ok=[
+            (b"content-type", JSON),
+            (b"content-length", str(len(body)).encode("ascii")),
+            *validators,
+        ],
+        not_modified=validators,
+    )
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -767,12 +720,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
     if status == 404:
-        message = f"no route {request.method} {_echo(request.url.path)}"
+        message = f"no route {request.method} {echo(request.url.path)}"
     elif status == 405:
-        message = f"{request.method} is not allowed on {_echo(request.url.path)}"
+        message = f"{request.method} is not allowed on {echo(request.url.path)}"
     else:
         message = exc.detail
-    return _error(status, _STATUS_CODES.get(status, f"HTTP_{status}"), message, exc.headers)
+    return error_response(status, _STATUS_CODES.get(status, f"HTTP_{status}"), message, exc.headers)
 
 
 def _loopback(scope: Scope) -> bool:
@@ -788,7 +741,7 @@ def _loopback(scope: Scope) -> bool:
 async def _server_error(request: Request, exc: Exception) -> Response:
     path = escape_controls(request.url.path)  # decoded: %0A would forge a log line
     logger.error("error answering %s %s", request.method, path, exc_info=exc)
-    return _error(500, "INTERNAL_ERROR", "internal server error")
+    return error_response(500, "INTERNAL_ERROR", "internal server error")
 
 
 def _mcp_mount(server: _Server) -> Any:
@@ -839,7 +792,7 @@ def create_app(settings: ServerSettings) -> Starlette:
     count = server.metrics.count
 
     def endpoint(path: str, handler: Callable[[Scope, Receive], Awaitable[Response]]) -> Any:
-        return _Endpoint(handler, path, count)
+        return Endpoint(handler, path, count)
 
     routes = [
         Route("/api/v1/prompts", endpoint("/api/v1/prompts", server.list_prompts), methods=["GET"]),
@@ -867,8 +820,8 @@ def create_app(settings: ServerSettings) -> Starlette:
         ),
         Route("/health", endpoint("/health", server.health), methods=["GET"]),
         Route("/ready", endpoint("/ready", server.ready), methods=["GET"]),
-        Route("/metrics", _Endpoint(server.metrics_text), methods=["GET"]),
-        Route("/openapi.json", _Endpoint(server.openapi_json), methods=["GET"]),
+        Route("/metrics", Endpoint(server.metrics_text), methods=["GET"]),
+        Route("/openapi.json", Endpoint(server.openapi_json), methods=["GET"]),
         *history_routes(server),
         *WebUI(server).routes(),
         *([Route("/mcp", mcp, methods=["POST"])] if mcp is not None else []),

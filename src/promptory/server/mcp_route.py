@@ -24,6 +24,7 @@ from .._chat import ChatError
 from ..exceptions import RenderError
 from ..mcp_prompts import build_server
 from ..prompt import Prompt
+from .answers import ApiError
 from .keys import KeyRecord
 from .messages import rendered_answer, with_input_defaults
 from .render import IncludeError, plan
@@ -91,8 +92,13 @@ class McpMount:
     def _source(self, context: Any) -> StoreSource:
         request = getattr(context, "request", None)
         scope = getattr(request, "scope", None)
-        key, _ = self.server._admit(scope) if scope is not None else (None, None)
-        if not isinstance(key, KeyRecord):
+        key: KeyRecord | None = None
+        if scope is not None:
+            try:
+                key, _ = self.server._admit(scope)
+            except ApiError:
+                key = None
+        if key is None:
             raise RenderError("this MCP request carries no valid API key")
         return StoreSource(self.server, key)
 
@@ -104,8 +110,9 @@ class McpMount:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            key, _ = self.server._admit(scope)
-            if isinstance(key, Response):
-                await key(scope, receive, send)
+            try:
+                self.server._admit(scope)
+            except ApiError as exc:
+                await exc.response()(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -21,14 +21,14 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._controls import escape_controls
 from .._fields import PROMPT_FIELDS, PROMPT_JSON_KEYS, wire_value
 from .files import PromptFile, PromptFileError, PromptText, app_uuid, prompt_uuid
 from .history import LastChange
 
-__all__ = ["PromptRecord", "ServedPrompt", "dump_json"]
+__all__ = ["PromptHeaders", "PromptRecord", "ServedPrompt", "dump_json"]
 
 logger = logging.getLogger("promptory.server")
 
@@ -40,6 +40,17 @@ def dump_json(value: Any) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: only an ASCII escape can carry it
         return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+class PromptHeaders(NamedTuple):
+    """The raw headers of a served prompt under one cache policy, made once per record."""
+
+    #: The quoted ETag, as sent.
+    etag: bytes
+    #: The headers of the 200: content type and length, ETag, Cache-Control.
+    ok: list[tuple[bytes, bytes]]
+    #: The headers of the 304 standing for it: the ETag and Cache-Control of the 200.
+    not_modified: list[tuple[bytes, bytes]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +124,7 @@ class PromptRecord:
         self._history = history
         self._served: ServedPrompt | PromptFileError | None = None
         #: Response headers made from this record's ETag, by cache policy (kept by the app).
-        self.headers: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        self.headers: dict[bytes, PromptHeaders] = {}
 
     def __repr__(self) -> str:
         return f"<PromptRecord {self.path} id={self.id}>"
