@@ -10,12 +10,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from promptory import PromptClient
 from support.cli import promptory_command, promptory_in_process
+from support.refused import refused_address
 from support.servers import RunningServer
 
 MEDITATION_ID = "550e8400-e29b-41d4-a716-446655440000"
@@ -154,13 +156,10 @@ def test_sdk_list_prompts_filters_like_the_command(shared_server: RunningServer)
 
 
 @pytest.fixture
-def refused_url() -> str:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+def refused_url() -> Iterator[str]:
+    """A loopback URL where nothing listens: connections are refused at once."""
+    with refused_address() as url:
+        yield url
 
 
 OSC52 = "\x1b]52;c;aGVsbG8=\x07"  # "write 'hello' to the clipboard", to a terminal

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from promptory.cli import SIGPIPE_STATUS
 from promptory.server.keys import KeyRecord, generate_key
 from support.cli import promptory_in_process
 from support.gitrepo import PromptRepo
+from support.refused import refused_address
 from support.servers import RunningServer
 
 MEDITATION_ID = "550e8400-e29b-41d4-a716-446655440000"
@@ -42,11 +42,10 @@ def served(prompt_repo: PromptRepo, start_server: Callable[..., RunningServer]) 
 
 
 @pytest.fixture
-def refused_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"  # nothing listens there once the socket is closed
+def refused_url() -> Iterator[str]:
+    """A loopback URL where nothing listens: connections are refused at once."""
+    with refused_address() as url:
+        yield url
 
 
 def run(server: RunningServer | str, *args: str, key: str | None = None) -> Any:

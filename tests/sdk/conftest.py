@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from promptory import AsyncPromptClient, PromptClient
+from support.refused import refused_address
 
 from .legacy_server import LegacyPrompt, LegacyServer, running_legacy_server
 
@@ -154,14 +155,10 @@ def legacy() -> Iterator[LegacyServer]:
 
 
 @pytest.fixture
-def refused_url() -> str:
+def refused_url() -> Iterator[str]:
     """A loopback URL where nothing listens: connections are refused at once."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    with refused_address() as url:
+        yield url
 
 
 def wait_until(

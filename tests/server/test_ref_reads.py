@@ -51,6 +51,14 @@ def test_a_ref_outside_the_served_history_is_not_found(
     assert answer(server, ref) == (404, "REF_NOT_FOUND")
 
 
+@pytest.mark.parametrize("ref", ["W/", "a.lock", "x/.y", "tag.", "a/b/"])
+def test_a_ref_git_refuses_as_a_name_is_not_found_never_a_500(
+    release: tuple[RunningServer, dict[str, str]], ref: str
+) -> None:
+    server, _ = release
+    assert answer(server, ref) == (404, "REF_NOT_FOUND")
+
+
 @pytest.mark.parametrize("which", ["main", "reset", "stash"])
 def test_a_commit_id_outside_the_served_history_is_not_found_even_in_full(
     release: tuple[RunningServer, dict[str, str]], which: str

@@ -50,7 +50,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._chat import ChatError
 from .._controls import escape_controls
-from .._protocol import ENVIRONMENTS, error_envelope
+from .._protocol import ENVIRONMENTS
 from ..exceptions import RenderError
 from .answers import (
     JSON,

@@ -1038,9 +1038,10 @@ class PromptStore:
             f"ref {self.ref} holds in its history"
         )
         repo = self._repo
-        tag = repo.references.get(f"refs/tags/{ref}")
         target: Any
         try:
+            # A name git refuses (``W/``, ``a.lock``...) is no tag: libgit2 says so by raising.
+            tag = repo.references.get(f"refs/tags/{ref}")
             if tag is not None:
                 target = tag.peel(pygit2.Commit)
             elif _COMMIT_ID.fullmatch(ref):
