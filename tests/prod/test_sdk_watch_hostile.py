@@ -151,7 +151,7 @@ def test_the_watch_thread_survives_any_stream_and_stays_bounded(server: Any) -> 
         tracemalloc.start()
         try:
             watcher = watcher_of(client, bad.url).start()
-            wait_until(lambda: len(bad.accepted) >= len(scenarios), 120, "every scenario")
+            wait_until(lambda: len(bad.accepted) >= len(scenarios), 60, "every scenario")
             wait_until(watcher.connected.is_set, 30, "the last stream open")
             _, peak = tracemalloc.get_traced_memory()
         finally:
