@@ -3,23 +3,28 @@
 Rules of this module:
 
 * No I/O: `EventParser.feed(line)` takes one decoded line (without its line ending) and
-  returns the event it completes, if any. The caller reads lines however it likes.
+  returns the event it completes, if any. `LineSplitter.feed(chunk)` cuts received bytes
+  into such lines (``\r\n``, ``\n`` or ``\r``), at most `max_line` bytes each.
 * It follows the spec's field rules: ``event``, ``data`` (lines joined with ``\\n``),
   ``id`` (ignored when it holds NUL; kept across events as the last event id), ``retry``
-  (digits only); a line starting with ``:`` is a comment (a heartbeat); a blank line
-  dispatches; an event without data is not dispatched.
-* Bounded: data beyond `max_data` characters makes the event be dropped (the server is
-  hostile until proved otherwise), and the parse goes on with the next event.
+  (ASCII digits only, at most `MAX_RETRY_DIGITS` of them); a line starting with ``:`` is a
+  comment (a heartbeat); a blank line dispatches; an event without data is not dispatched.
+* Bounded: data beyond `max_data` characters makes the event be dropped, and a line beyond
+  `max_line` bytes is dropped up to its end (the server is hostile until proved otherwise);
+  the parse goes on with what follows. Bytes that are not UTF-8 are replaced, never raised.
 
-The SDK's runtime dependencies are httpx and Jinja2 only: these forty lines replace a
-dependency on httpx-sse for the one stream the SDK reads.
+The SDK's runtime dependencies are httpx and Jinja2 only: these lines replace a dependency
+on httpx-sse for the one stream the SDK reads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Event", "EventParser"]
+__all__ = ["MAX_RETRY_DIGITS", "Event", "EventParser", "LineSplitter"]
+
+#: A ``retry`` value longer than this (a day is 8 digits of milliseconds) is ignored.
+MAX_RETRY_DIGITS = 9
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,12 @@ class EventParser:
         elif name == "id":
             if "\0" not in value:
                 self.last_event_id = value
-        elif name == "retry" and value.isdigit():
+        elif (
+            name == "retry"
+            and 0 < len(value) <= MAX_RETRY_DIGITS
+            and value.isascii()  # str.isdigit() alone takes "²", which int() refuses
+            and value.isdigit()
+        ):
             self.retry = int(value)
         return None
 
@@ -78,3 +88,56 @@ class EventParser:
         if overflow or not data:
             return None
         return Event(event or "message", "\n".join(data), self.last_event_id)
+
+
+class LineSplitter:
+    """Cuts a byte stream into decoded lines, each at most `max_line` bytes.
+
+    A longer line is dropped whole (up to its line ending): keeping its start would hand
+    the parser a field it never sent.
+
+    Args:
+        max_line: the most bytes one line may hold.
+    """
+
+    def __init__(self, max_line: int = 1_100_000) -> None:
+        self.max_line = max_line
+        self._buffer = bytearray()
+        self._skipping = False
+        self._after_cr = False
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """Take received bytes; return the lines they complete."""
+        lines: list[str] = []
+        start = 0
+        if self._after_cr and chunk[:1] == b"\n":
+            start = 1  # the \n of a \r\n split across chunks
+        self._after_cr = False
+        size = len(chunk)
+        while start < size:
+            cr, lf = chunk.find(b"\r", start), chunk.find(b"\n", start)
+            end = min(cr, lf) if cr >= 0 and lf >= 0 else max(cr, lf)
+            if end < 0:
+                self._keep(chunk[start:])
+                break
+            self._keep(chunk[start:end])
+            if not self._skipping:
+                lines.append(self._buffer.decode("utf-8", "replace"))
+            self._buffer.clear()
+            self._skipping = False
+            start = end + 1
+            if chunk[end : end + 1] == b"\r":
+                if start < size and chunk[start : start + 1] == b"\n":
+                    start += 1
+                elif start == size:
+                    self._after_cr = True
+        return lines
+
+    def _keep(self, part: bytes) -> None:
+        if self._skipping:
+            return
+        if len(self._buffer) + len(part) > self.max_line:
+            self._buffer.clear()
+            self._skipping = True
+            return
+        self._buffer += part

@@ -12,11 +12,20 @@ Rules of this module:
   checked again every `RECHECK_INTERVAL` seconds, for at most `RECHECK_FOR` seconds, by a
   second short-lived thread, until the cache holds the announced ETag.
 * Reconnects with exponential backoff and jitter (`BACKOFF_START` doubling to
-  `BACKOFF_MAX`), sending ``Last-Event-ID`` so the server replays what was missed.
+  `BACKOFF_MAX`), sending ``Last-Event-ID`` so the server replays what was missed. A
+  ``retry`` field sets where the backoff starts, and a 429's ``Retry-After`` the next
+  wait, both kept within `BACKOFF_START` and `SERVER_WAIT_MAX`.
+* The stream is hostile until proved otherwise: lines and events are bounded (`_sse`),
+  only string fields of an event are read, and anything the stream breaks in the thread is
+  logged (debug) and followed by a reconnect: the thread never dies of the data it reads.
 * A server without the route (404, 405, or not an event stream: the existing Promptory
   server) ends the watch quietly (a debug log): the TTL keeps working as before. A 401 or
   403 ends it with one warning.
-* `close()` ends the stream at once (the socket is shut down under the blocked read).
+* `close()` ends the stream at once: the socket is shut down under the blocked read, also
+  while the response headers are awaited (the socket is known once connected). A TCP
+  connect in progress is not interrupted: it ends within `CONNECT_TIMEOUT` seconds.
+* The watcher holds its client weakly: a client collected without `close()` ends the
+  thread (`close()` is still the way to end it, at once).
 * After ``os.fork()`` the child starts its own stream: the parent's thread and connection
   are not in the child.
 * Nothing here decides what a cached answer is: entries are only marked and handed over.
@@ -38,14 +47,16 @@ from typing import Any
 import httpx
 
 from ._cache import CacheEntry, CacheKey
-from ._sse import Event, EventParser
+from ._sse import Event, EventParser, LineSplitter
 
 __all__ = [
     "BACKOFF_MAX",
     "BACKOFF_START",
+    "CONNECT_TIMEOUT",
     "READ_TIMEOUT",
     "RECHECK_FOR",
     "RECHECK_INTERVAL",
+    "SERVER_WAIT_MAX",
     "WATCH_PATH",
     "Watcher",
     "watch_async",
@@ -59,6 +70,10 @@ WATCH_PATH = "/api/v1/watch"
 BACKOFF_START = 0.5
 #: ...up to this.
 BACKOFF_MAX = 30.0
+#: The longest wait a server's ``Retry-After`` or ``retry`` may ask for, in seconds.
+SERVER_WAIT_MAX = 300.0
+#: Seconds a TCP connect may take.
+CONNECT_TIMEOUT = 10.0
 #: Seconds without a byte (the server sends a heartbeat every 15 s) before reconnecting.
 READ_TIMEOUT = 45.0
 #: Seconds between checks that a changed entry holds the announced ETag...
@@ -67,6 +82,31 @@ RECHECK_INTERVAL = 0.2
 RECHECK_FOR = 10.0
 
 Revalidate = Callable[[CacheKey, CacheEntry], None]
+#: The event fields read (the others are ignored), each a string (``etag`` may be null).
+_FIELDS = ("id", "org", "app", "name", "environment", "etag")
+#: Characters of the ``Retry-After`` header read.
+_MAX_RETRY_AFTER = 9
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` in seconds (ASCII digits), within bounds; None if unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not (0 < len(value) <= _MAX_RETRY_AFTER and value.isascii() and value.isdigit()):
+        return None
+    return min(max(float(value), BACKOFF_START), SERVER_WAIT_MAX)
+
+
+def _change(raw: dict[Any, Any]) -> dict[str, str | None]:
+    """The string fields of an event's prompt entry (anything else would be a hostile
+    server's: a list as a dict key, a number compared with a name)."""
+    change: dict[str, str | None] = {}
+    for name in _FIELDS:
+        value = raw.get(name)
+        if isinstance(value, str):
+            change[name] = value
+    return change
 
 
 def _bare_etag(etag: str | None) -> str | None:
@@ -80,7 +120,8 @@ class Watcher:
         core: the client's `_core.ClientCore` (its cache and clock).
         base_url: the server's URL.
         headers: the client's headers (its key among them).
-        revalidate: starts the client's background revalidation of a (key, entry).
+        revalidate: gives the function that starts the client's background revalidation of
+            a (key, entry), or None once the client is gone (a `weakref.WeakMethod`).
         verify, proxy: as the client takes them.
         name: the thread's name.
     """
@@ -91,7 +132,7 @@ class Watcher:
         core: Any,
         base_url: str,
         headers: dict[str, str],
-        revalidate: Revalidate,
+        revalidate: Callable[[], Revalidate | None],
         verify: ssl.SSLContext | str | bool = True,
         proxy: str | None = None,
         name: str = "promptory-watch",
@@ -119,6 +160,7 @@ class Watcher:
         self._pending: dict[CacheKey, tuple[str | None, float]] = {}
         self._socket: socket.socket | None = None
         self._closed = False
+        self._server_wait: float | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -138,10 +180,7 @@ class Watcher:
             thread, sock = self._thread, self._socket
         self._stop.set()
         if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read at once
-            except OSError:
-                pass
+            _shut(sock)  # wakes the blocked read at once
         if wait and thread is not None and thread is not threading.current_thread():
             thread.join(wait)
 
@@ -163,8 +202,8 @@ class Watcher:
     # --- the stream ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = BACKOFF_START
-        timeout = httpx.Timeout(10.0, read=READ_TIMEOUT)
+        start = backoff = BACKOFF_START
+        timeout = httpx.Timeout(CONNECT_TIMEOUT, read=READ_TIMEOUT)
         with httpx.Client(
             base_url=self._base_url,
             timeout=timeout,
@@ -172,31 +211,58 @@ class Watcher:
             proxy=self._proxy,
             follow_redirects=False,
         ) as http:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and self._revalidate() is not None:
+                parser = EventParser()
                 try:
-                    delivered = self._stream(http)
+                    delivered = self._stream(http, parser)
                 except (httpx.HTTPError, OSError) as exc:
                     delivered = False
                     if not self._stop.is_set():
                         logger.debug("watch stream broke (%s): reconnecting", type(exc).__name__)
+                except Exception as exc:  # a hostile stream must not end the watch for good
+                    delivered = False
+                    logger.debug("watch stream unreadable (%r): reconnecting", exc)
                 finally:
                     self.connected.clear()
-                    self._socket = None
+                    with self._lock:
+                        self._socket = None
                 if delivered is None:  # ended for good
                     self.gone = True
                     return
+                if parser.retry is not None:  # the server's reconnection time, bounded
+                    start = min(max(parser.retry / 1000, BACKOFF_START), SERVER_WAIT_MAX)
                 if delivered:
-                    backoff = BACKOFF_START
+                    backoff = start
                 wait = backoff * (0.5 + random.random() / 2)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                backoff = min(max(backoff * 2, start), max(BACKOFF_MAX, start))
+                if self._server_wait is not None:  # a 429's Retry-After
+                    wait = self._server_wait * (1 + random.random() / 4)
                 self._stop.wait(wait)
 
-    def _stream(self, http: httpx.Client) -> bool | None:
+    def _connected(self, name: str, info: dict[str, Any]) -> None:
+        """httpcore's trace: keep the socket as soon as it is connected, so `close()` can
+        shut it down while the response headers are awaited."""
+        if name not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            self._socket = sock
+            closed = self._closed
+        if closed:
+            _shut(sock)
+
+    def _stream(self, http: httpx.Client, parser: EventParser) -> bool | None:
         """One connection: True when events came, False to retry, None to stop."""
+        self._server_wait = None
         headers = dict(self._headers)
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
-        with http.stream("GET", WATCH_PATH, headers=headers) as response:
+        with http.stream(
+            "GET", WATCH_PATH, headers=headers, extensions={"trace": self._connected}
+        ) as response:
             status = response.status_code
             content_type = response.headers.get("content-type", "")
             if status in (404, 405, 501) or (
@@ -208,6 +274,8 @@ class Watcher:
                 logger.warning("watch stream refused (HTTP %d): relying on the cache TTL", status)
                 return None
             if status != 200:
+                if status == 429:
+                    self._server_wait = _retry_after(response.headers.get("retry-after"))
                 logger.debug("watch stream answered HTTP %d: retrying", status)
                 return False
             stream = response.extensions.get("network_stream")
@@ -215,39 +283,43 @@ class Watcher:
             with self._lock:
                 if self._closed:
                     return None
-                self._socket = sock if isinstance(sock, socket.socket) else None
+                if isinstance(sock, socket.socket):
+                    self._socket = sock
             self.connected.set()
-            parser = EventParser()
             parser.last_event_id = self.last_event_id
+            lines = LineSplitter()
             delivered = False
-            for line in response.iter_lines():
-                event = parser.feed(line)
-                if event is None:
-                    continue
-                delivered = True
-                self.last_event_id = parser.last_event_id
-                self._on_event(event)
+            for chunk in response.iter_raw():
+                for line in lines.feed(chunk):
+                    event = parser.feed(line)
+                    if event is None:
+                        continue
+                    delivered = True
+                    self.last_event_id = parser.last_event_id
+                    self._on_event(event)
+                if self._stop.is_set() or self._revalidate() is None:
+                    return None if self._revalidate() is None else delivered
             return delivered
 
     def _on_event(self, event: Event) -> None:
         if event.event == "commit":
             try:
                 prompts = json.loads(event.data).get("prompts", [])
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 logger.debug("watch event with unreadable data ignored")
                 return
             if isinstance(prompts, list):
-                self._mark([p for p in prompts if isinstance(p, dict)])
+                self._mark([_change(p) for p in prompts if isinstance(p, dict)])
         elif event.event == "reset":
             self._mark_all()
 
     # --- marking the cache ---------------------------------------------------------------------
 
-    def _mark(self, changes: Iterable[dict[str, Any]]) -> None:
-        by_id: dict[str, dict[str, Any]] = {}
-        by_name: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
+    def _mark(self, changes: Iterable[dict[str, str | None]]) -> None:
+        by_id: dict[str | None, dict[str, str | None]] = {}
+        by_name: dict[tuple[Any, Any, Any], list[dict[str, str | None]]] = {}
         for change in changes:
-            by_id[str(change.get("id"))] = change
+            by_id[change.get("id")] = change
             place = (change.get("org"), change.get("app"), change.get("name"))
             by_name.setdefault(place, []).append(change)
         if not by_id:
@@ -285,11 +357,14 @@ class Watcher:
 
     def _stale(self, marked: list[tuple[CacheKey, CacheEntry, str | None, bool]]) -> None:
         now = self._core.clock()
+        revalidate = self._revalidate()
+        if revalidate is None:
+            return  # the client is gone
         for key, entry, expected, exact in marked:
             if entry.fresh_until > now:
                 entry.fresh_until = now  # stale from now on: never past max_stale
             entry.retry_at = 0.0
-            self._revalidate(key, entry)
+            revalidate(key, entry)
             if exact:
                 with self._lock:
                     self._pending[key] = (_bare_etag(expected), now + RECHECK_FOR)
@@ -309,12 +384,17 @@ class Watcher:
         """Until every changed entry holds its announced ETag (or gives up), revalidate the
         ones that don't: a replica behind the one that sent the event answered them."""
         cache = self._core.cache
-        while not self._stop.wait(RECHECK_INTERVAL):
+        while True:
+            stop = self._stop.wait(RECHECK_INTERVAL)
             now = self._core.clock()
+            revalidate = self._revalidate()
             with self._lock:
                 pending = list(self._pending.items())
-            if not pending:
-                return
+                # Decided under the lock `_stale` adds under: an entry added after this
+                # sees no checker and starts one.
+                if stop or not pending or revalidate is None:
+                    self._checker = None
+                    return
             for key, (expected, deadline) in pending:
                 entry = cache.peek(key)
                 done = (
@@ -329,7 +409,14 @@ class Watcher:
                     continue
                 if entry is not None and key not in self._core.flights:
                     entry.fresh_until = min(entry.fresh_until, now)
-                    self._revalidate(key, entry)
+                    revalidate(key, entry)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 _LIVE_WATCHERS: weakref.WeakSet[Watcher] = weakref.WeakSet()
@@ -345,16 +432,19 @@ if hasattr(os, "register_at_fork"):
 
 
 def watch_sync(client: Any, verify: ssl.SSLContext | str | bool, proxy: str | None) -> Watcher:
-    """The watcher of a `PromptClient`, started."""
-    return Watcher(
+    """The watcher of a `PromptClient`, started. It holds the client weakly, and ends
+    when the client is collected."""
+    watcher = Watcher(
         core=client._core,
         base_url=client._core.options.base_url,
         headers=client._headers(),
-        revalidate=client._revalidate_in_background,
+        revalidate=weakref.WeakMethod(client._revalidate_in_background),
         verify=verify,
         proxy=proxy,
         name=f"promptory-watch-{id(client):x}",
-    ).start()
+    )
+    weakref.finalize(client, watcher.close, 0)
+    return watcher.start()
 
 
 def watch_async(client: Any, verify: ssl.SSLContext | str | bool, proxy: str | None) -> Watcher:
@@ -368,20 +458,28 @@ def watch_async(client: Any, verify: ssl.SSLContext | str | bool, proxy: str | N
     except RuntimeError:
         loop = None
 
+    method = weakref.WeakMethod(client._revalidate_in_background)
+
     def revalidate(key: CacheKey, entry: CacheEntry) -> None:
-        if loop is None or loop.is_closed():
+        bound = method()
+        if bound is None or loop is None or loop.is_closed():
             return
         try:
-            loop.call_soon_threadsafe(client._revalidate_in_background, key, entry)
+            loop.call_soon_threadsafe(bound, key, entry)
         except RuntimeError:  # the loop closed meanwhile
             pass
 
-    return Watcher(
+    def current() -> Revalidate | None:
+        return revalidate if method() is not None else None
+
+    watcher = Watcher(
         core=client._core,
         base_url=client._core.options.base_url,
         headers=client._headers(),
-        revalidate=revalidate,
+        revalidate=current,
         verify=verify,
         proxy=proxy,
         name=f"promptory-watch-{id(client):x}",
-    ).start()
+    )
+    weakref.finalize(client, watcher.close, 0)
+    return watcher.start()

@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -93,3 +95,56 @@ def test_pull_from_with_the_webhook_secret_from_the_environment(
         process.send_signal(signal.SIGTERM)
         process.wait(20)
     assert (tmp_path / "mirror" / "HEAD").exists()
+
+
+def test_watch_streams_leave_half_the_connections_for_requests(
+    prompt_repo: Any, tmp_path: Path
+) -> None:
+    key = generate_key(test=True)
+    port = free_port()
+    env = {**os.environ, "PROMPTORY_API_KEYS": key, "HOME": str(tmp_path / "home")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "promptory",
+            "serve",
+            str(prompt_repo.path),
+            "--port",
+            str(port),
+            "--max-connections",
+            "10",
+            "--watch-max-total",
+            "8",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "not ready within 30 s"
+            time.sleep(0.05)
+        with ExitStack() as streams:
+            for _ in range(5):
+                http = streams.enter_context(httpx.Client(base_url=url, headers=headers))
+                opened = streams.enter_context(http.stream("GET", "/api/v1/watch"))
+                assert opened.status_code == 200
+            refused = httpx.get(f"{url}/api/v1/watch", headers=headers)
+            assert refused.status_code == 429
+            assert "has 5 watch streams open" in refused.json()["error"]["message"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    assert "--watch-max-total 8 lowered to 5" in stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from promptory._sse import Event, EventParser
+from promptory._sse import Event, EventParser, LineSplitter
 
 
 def parse(text: str, parser: EventParser | None = None) -> list[Event]:
@@ -56,3 +56,28 @@ def test_an_oversized_event_is_dropped_and_the_next_one_parsed() -> None:
 
 def test_unknown_fields_and_lines_without_colon_are_ignored() -> None:
     assert parse("bogus: 1\nnocolon\ndata: x\n\n") == [Event("message", "x", "")]
+
+
+def test_retry_takes_ascii_digits_only_and_a_bounded_count() -> None:
+    parser = EventParser()
+    for value in ("\u00b2", "\u0663", "-1", "1e3", "9" * 5000, ""):
+        assert parser.feed(f"retry: {value}") is None
+    assert parser.retry is None
+    parser.feed("retry: 2500")
+    assert parser.retry == 2500
+
+
+def test_lines_split_on_every_ending_even_across_chunks() -> None:
+    lines = LineSplitter()
+    assert lines.feed(b"a\r") == ["a"]
+    assert lines.feed(b"\nb\n\nc\rd") == ["b", "", "c"]
+    assert lines.feed(b"\xff\n") == ["d\ufffd"]
+
+
+def test_a_line_past_the_bound_is_dropped_up_to_its_end() -> None:
+    lines = LineSplitter(max_line=10)
+    assert lines.feed(b"data: " + b"x" * 8) == []
+    for _ in range(1000):
+        assert lines.feed(b"y" * 1000) == []
+    assert len(lines._buffer) <= 10
+    assert lines.feed(b"z\ndata: ok\n") == ["data: ok"]

@@ -183,3 +183,77 @@ def test_a_stream_that_falls_behind_gets_a_reset(server: Any, burst: int) -> Non
             if event.event == "reset":
                 break
     assert "reset" in loop_events
+
+
+def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.02)
+
+
+def test_head_and_early_leavers_give_their_slot_back(start_server: Any, prompt_repo: Any) -> None:
+    server = start_server(prompt_repo, watch_max_per_key=3)
+    hub = server.background.app.state.watch
+    with server.client() as http:
+        for _ in range(5):
+            assert http.head("/api/v1/watch").status_code == 200
+        # A client that asks and leaves before reading anything.
+        for _ in range(5):
+            with http.stream("GET", "/api/v1/watch") as response:
+                assert response.status_code == 200
+    wait_for(lambda: hub.subscribers == 0, "every slot given back")
+    with watching(server.url, server.api_key) as events:
+        assert next(events).event == "hello"
+
+
+def test_revoking_a_key_ends_its_streams(
+    start_server: Any, prompt_repo: Any, tmp_path: Any
+) -> None:
+    from promptory.server.app import ServerSettings, create_app
+    from promptory.server.keys import KeyRing, add_key
+    from promptory.server.runner import BackgroundServer
+
+    keys_file = tmp_path / "keys.json"
+    key, record = add_key(keys_file)
+    keyring = KeyRing.from_sources(keys_file=keys_file, environ={}, check_interval=0.1)
+    app = create_app(ServerSettings(repo=prompt_repo.path, keyring=keyring, watch_heartbeat=60))
+    with BackgroundServer(app) as background:
+        headers = {"Authorization": f"Bearer {key}"}
+        with (
+            httpx.Client(base_url=background.url, headers=headers, timeout=20.0) as http,
+            connect_sse(http, "GET", "/api/v1/watch") as source,
+        ):
+            events = source.iter_sse()
+            assert next(events).event == "hello"
+            started = time.monotonic()
+            keyring.revoke(record.id)
+            assert list(events) == []  # the stream ends (a read timeout fails the test)
+            assert time.monotonic() - started < 15
+        assert app.state.watch.subscribers == 0
+
+
+def test_closing_the_hub_ends_a_stream_that_fell_behind(server: Any) -> None:
+    from promptory.server.watch import QUEUE_SIZE, CommitEvent
+
+    hub = server.background.app.state.watch
+    done = []
+
+    def flood_then_close() -> None:
+        # On the loop, in one go: the stream cannot read between these.
+        for number in range(QUEUE_SIZE * 2):
+            hub._deliver(CommitEvent(f"{number:040x}", ()))
+        hub.close()
+        done.append(True)
+
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    with (
+        httpx.Client(base_url=server.url, headers=headers, timeout=20.0) as http,
+        connect_sse(http, "GET", "/api/v1/watch") as source,
+    ):
+        events = source.iter_sse()
+        assert next(events).event == "hello"
+        hub._loop.call_soon_threadsafe(flood_then_close)
+        wait_for(lambda: bool(done), "the flood")
+        seen = [event.event for event in events]  # ends; a read timeout fails the test
+    assert "commit" not in seen

@@ -299,9 +299,10 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option(
         "--watch-max-total",
         "PROMPTORY_WATCH_MAX_TOTAL",
-        "open /api/v1/watch streams in all",
+        "open /api/v1/watch streams in all (default: half of --max-connections, and "
+        "never more: the other half stays for requests)",
         _positive_int,
-        1000,
+        None,
         "N",
     ),
     Option(
@@ -442,6 +443,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         request_timeout=args.request_timeout,
         keep_alive_timeout=args.keep_alive_timeout,
     ).fitted(connections.raise_descriptor_limit())
+    # Streams hold their connection for good: they must not take the ones requests need.
+    watch_max_total = max(1, limits.max_connections // 2)
+    if args.watch_max_total is not None and args.watch_max_total > watch_max_total:
+        logger.warning(
+            "--watch-max-total %d lowered to %d, half of the %d connections allowed: "
+            "watch streams would otherwise leave no connection for requests",
+            args.watch_max_total,
+            watch_max_total,
+            limits.max_connections,
+        )
+    elif args.watch_max_total is not None:
+        watch_max_total = args.watch_max_total
 
     settings = app_module.ServerSettings(
         repo=str(repo),
@@ -465,7 +478,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         metrics_public=args.metrics_public,
         watch_max_per_key=args.watch_max_per_key,
-        watch_max_total=args.watch_max_total,
+        watch_max_total=watch_max_total,
     )
 
     def config(app: Any, port: int) -> Any:

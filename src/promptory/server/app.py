@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -76,7 +75,7 @@ from .renderpool import Busy, Gone, RenderCapacity, RenderPool
 from .shared_limit import SharedRateLimiter
 from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
 from .ui import WebUI
-from .watch import TooManyWatchers, WatchHub
+from .watch import TooManyWatchers, WatchHub, WatchResponse
 from .webhooks import MAX_WEBHOOK_BODY, verify_webhook
 
 __all__ = ["CACHE_CONTROL_LIVE", "CACHE_CONTROL_PINNED", "ServerSettings", "create_app"]
@@ -116,7 +115,8 @@ class ServerSettings:
         webhook_secret: the secret push webhooks are signed with (None: webhooks refused).
         redis_url: share the rate limit through this Redis.
         metrics_public: let anyone read /metrics (else loopback clients and unscoped keys).
-        watch_max_per_key, watch_max_total: open /api/v1/watch streams allowed.
+        watch_max_per_key, watch_max_total: open /api/v1/watch streams allowed (keep
+            `watch_max_total` at most half the connection cap: ``serve`` lowers it so).
         watch_heartbeat: seconds between heartbeats on a watch stream.
     """
 
@@ -139,7 +139,7 @@ class ServerSettings:
     redis_url: str | None = None
     metrics_public: bool = False
     watch_max_per_key: int = 64
-    watch_max_total: int = 1000
+    watch_max_total: int = 512
     watch_heartbeat: float = 15.0
 
 
@@ -646,8 +646,12 @@ class _Server:
         except TooManyWatchers as exc:
             raise ApiError(429, "TOO_MANY_WATCHERS", exc.message, {"Retry-After": "30"}) from None
         allow = None if key.unscoped else key.allows
-        return EventSourceResponse(
-            self.watch.events(subscriber, last_event_id, allow),
+        keyring, digest = self.keyring, key.sha256
+        return WatchResponse(
+            self.watch.events(
+                subscriber, last_event_id, allow, lambda: keyring.by_digest(digest) is not None
+            ),
+            lambda: self.watch.unsubscribe(subscriber),
             ping=self.settings.watch_heartbeat,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

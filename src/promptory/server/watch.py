@@ -15,7 +15,11 @@ Rules of this module:
   keep the stream and clients can tell a dead one.
 * Bounds: at most `max_per_key` open streams per API key and `max_total` in all (a 429
   with Retry-After beyond); each stream buffers at most `QUEUE_SIZE` events, and one that
-  falls further behind gets a ``reset`` instead of the backlog.
+  falls further behind gets a ``reset`` instead of the backlog. A stream's slot is held by
+  its response (`WatchResponse`), not by its generator: a ``HEAD``, or a client gone before
+  the first event, never starts the generator, and must still give the slot back.
+* A stream ends within `KEY_CHECK` seconds of its key being revoked (the keyring follows
+  its file): the key is checked again whenever the stream wakes.
 * Changes are computed on the thread that swapped the commit in (the fetch or poll
   thread), by comparing the ETags of the served prompts of the two snapshots; events reach
   the streams on the event loop (`loop.call_soon_threadsafe`).
@@ -31,14 +35,27 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sse_starlette.sse import EventSourceResponse
+from starlette.types import Receive, Scope, Send
+
 from .store import Snapshot
 
-__all__ = ["QUEUE_SIZE", "Change", "CommitEvent", "TooManyWatchers", "WatchHub"]
+__all__ = [
+    "KEY_CHECK",
+    "QUEUE_SIZE",
+    "Change",
+    "CommitEvent",
+    "TooManyWatchers",
+    "WatchHub",
+    "WatchResponse",
+]
 
 logger = logging.getLogger("promptory.server")
 
 #: Events one stream may have waiting before it is told to reset instead.
 QUEUE_SIZE = 64
+#: Seconds between checks that a stream's API key is still accepted.
+KEY_CHECK = 0.5
 
 _Answers = dict[str, tuple[str, str, str, str, str]]  # id -> org, app, name, environment, etag
 
@@ -131,7 +148,7 @@ class WatchHub:
         *,
         ring_size: int = 256,
         max_per_key: int = 64,
-        max_total: int = 1000,
+        max_total: int = 512,
         heartbeat: float = 15.0,
         on_count: Callable[[int], None] | None = None,
     ) -> None:
@@ -187,10 +204,12 @@ class WatchHub:
         try:
             queue.put_nowait(item)
         except asyncio.QueueFull:
-            # Too far behind to catch up event by event: drop the backlog, ask for a reset.
+            # Too far behind to catch up event by event: drop the backlog, ask for a reset
+            # (or, closing, for the end: nothing after it matters).
+            closing = item is _CLOSE
             while not queue.empty():
-                queue.get_nowait()
-            queue.put_nowait(_RESET)
+                closing = queue.get_nowait() is _CLOSE or closing
+            queue.put_nowait(_CLOSE if closing else _RESET)
 
     def close(self) -> None:
         """End every open stream (call on the event loop)."""
@@ -236,7 +255,7 @@ class WatchHub:
         return subscriber
 
     def unsubscribe(self, subscriber: _Subscriber) -> None:
-        """Close a stream's subscription."""
+        """Close a stream's subscription (again: nothing happens)."""
         if subscriber not in self._subscribers:
             return
         self._subscribers.discard(subscriber)
@@ -256,8 +275,11 @@ class WatchHub:
         subscriber: _Subscriber,
         last_event_id: str | None,
         allow: Callable[[str, str], bool] | None,
+        key_valid: Callable[[], bool] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """The stream's events, as sse-starlette takes them, until it is closed."""
+        """The stream's events, as sse-starlette takes them, until it is closed or
+        `key_valid` says the key is no longer accepted (checked every `KEY_CHECK` s)."""
+        getter: asyncio.Future[Any] | None = None
         try:
             sent: set[str] = set()
             if last_event_id and last_event_id != self.current:
@@ -275,7 +297,15 @@ class WatchHub:
                     "data": json.dumps({"commit": self.current}),
                 }
             while True:
-                item = await subscriber.queue.get()
+                # One get() kept across the timeouts: cancelling it could lose an item.
+                if getter is None:
+                    getter = asyncio.ensure_future(subscriber.queue.get())
+                done, _ = await asyncio.wait({getter}, timeout=KEY_CHECK)
+                if key_valid is not None and not key_valid():
+                    return  # the key was revoked: its streams end with it
+                if not done:
+                    continue
+                item, getter = getter.result(), None
                 if item is _CLOSE:
                     return
                 if item is _RESET:
@@ -285,6 +315,8 @@ class WatchHub:
                     continue  # already sent while catching up
                 yield self._render(item, allow)
         finally:
+            if getter is not None:
+                getter.cancel()
             self.unsubscribe(subscriber)
 
     def _since(self, commit: str) -> list[CommitEvent] | None:
@@ -314,3 +346,18 @@ class WatchHub:
             "id": event.commit,
             "data": json.dumps({"commit": event.commit, "prompts": prompts}),
         }
+
+
+class WatchResponse(EventSourceResponse):
+    """The event stream of one subscription, which it releases when the response ends,
+    however it ends (a ``HEAD`` or an early disconnect never runs the generator)."""
+
+    def __init__(self, content: Any, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
