@@ -159,7 +159,10 @@ def test_one_cancelled_caller_does_not_cancel_the_others(legacy: LegacyServer) -
         async with AsyncPromptClient(legacy.url, API_KEY) as client:
             first = asyncio.ensure_future(client.get(GREETING_ID))
             second = asyncio.ensure_future(client.get(GREETING_ID))
-            await asyncio.sleep(0.05)
+            deadline = time.monotonic() + 5
+            while legacy.count() == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # polls a condition: the shared request is under way
+            assert legacy.count() == 1, "the request never reached the server"
             first.cancel()
             return await second
 
