@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -80,13 +79,21 @@ def test_prefetch_refuses_entries_it_cannot_read(
 
 
 def test_prefetch_shares_its_request_with_a_concurrent_get(legacy: LegacyServer) -> None:
-    legacy.delay = 0.3
+    legacy.hold = threading.Event()  # the get's answer waits until the prefetch has come
     with PromptClient(legacy.url, API_KEY) as client:
         getter = threading.Thread(target=client.get, args=(GREETING_ID,))
-        getter.start()
-        time.sleep(0.05)
-        client.prefetch([GREETING_ID])
-        getter.join(timeout=10)
+        prefetcher = threading.Thread(target=client.prefetch, args=([GREETING_ID],))
+        try:
+            getter.start()
+            wait_until(lambda: legacy.count() == 1, what="the get to reach the server")
+            misses = client.cache_stats()["misses"]
+            prefetcher.start()
+            # Its lookup missed while the get's request is held: it joins that request.
+            wait_until(lambda: client.cache_stats()["misses"] == misses + 1, what="the prefetch")
+        finally:
+            legacy.hold.set()
+            getter.join(timeout=10)
+            prefetcher.join(timeout=10)
     assert legacy.count() == 1
 
 
