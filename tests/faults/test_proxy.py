@@ -171,5 +171,7 @@ def test_stop_ends_a_stalled_connection_promptly_and_leaves_no_thread(
         stopped_in = time.monotonic() - started
         if sock is not None:
             sock.close()
-    assert stopped_in < 0.5
+    # A stop that waited on the stalled connection would run to its 2 s join timeout (and
+    # leave the thread, checked below); 1.5 s leaves a loaded machine room for its pauses.
+    assert stopped_in < 1.5
     assert proxy.threads() == []

@@ -93,6 +93,10 @@ class SeenRequest:
     headers: dict[str, str]
 
 
+#: The longest a held request waits, so a test that forgets to release cannot hang.
+HOLD_LIMIT = 20.0
+
+
 class LegacyServer:
     """The server's state: prompts, keys, and what it was asked."""
 
@@ -103,6 +107,9 @@ class LegacyServer:
         self.rate_limited_retry_after: str | None = None
         self.fail_status: int | None = None
         self.delay = 0.0
+        #: When set, every request waits (at most `HOLD_LIMIT` s) for this event before its
+        #: answer: a test holds an answer for as long as it checks, without guessing a time.
+        self.hold: threading.Event | None = None
         self.requests: list[SeenRequest] = []
         self.lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -225,6 +232,9 @@ class _Handler(BaseHTTPRequestHandler):
             state.requests.append(SeenRequest(self.command, self.path, dict(self.headers.items())))
         if state.delay:
             time.sleep(state.delay)
+        hold = state.hold
+        if hold is not None:
+            hold.wait(HOLD_LIMIT)
 
     def _serve_prompt(self, prompt: LegacyPrompt | None, what: str) -> None:
         state = self.server.state

@@ -12,7 +12,7 @@ import pytest
 
 from promptory import Prompt, PromptClient, rendering
 
-from .conftest import API_KEY, GREETING_ID
+from .conftest import API_KEY, GREETING_ID, wait_until
 from .legacy_server import LegacyServer
 
 pytestmark = [
@@ -42,13 +42,15 @@ def run_in_child(check) -> int:
 def test_child_revalidates_in_the_background_after_fork(legacy: LegacyServer) -> None:
     client = PromptClient(legacy.url, API_KEY, cache_ttl=0.05)
     client.get(GREETING_ID)
-    time.sleep(0.1)
+    wait_until(lambda: client.cache_stats()["stale_entries"] == 1, what="staleness")
     client.get(GREETING_ID)  # the parent starts its pool of revalidation threads
-    time.sleep(0.2)
+    # The parent's revalidation must be over before counting, or its request would be
+    # counted as the child's.
+    wait_until(lambda: client.cache_stats()["in_flight"] == 0, what="the parent's revalidation")
     legacy.reset_requests()
 
     def child_check() -> bool:
-        time.sleep(0.1)
+        wait_until(lambda: client.cache_stats()["stale_entries"] == 1, what="staleness")
         client.get(GREETING_ID)  # stale: the child's own background revalidation
         deadline = time.monotonic() + 5
         while client.cache_stats()["in_flight"] and time.monotonic() < deadline:
@@ -65,7 +67,7 @@ def test_locks_held_by_parent_threads_at_fork_do_not_deadlock_the_child(
 ) -> None:
     client = PromptClient(legacy.url, API_KEY, cache_ttl=0.05)
     client.get(GREETING_ID)
-    time.sleep(0.1)
+    wait_until(lambda: client.cache_stats()["stale_entries"] == 1, what="staleness")
     holding, release = threading.Event(), threading.Event()
 
     def hold_the_locks() -> None:

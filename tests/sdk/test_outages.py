@@ -247,7 +247,9 @@ def test_failing_revalidations_back_off_instead_of_retrying_on_every_hit(
         hits += 1
         time.sleep(0.005)
     client.wait_idle()
-    assert hits > 20
+    # About 60 hits fit in the window at 5 ms each; a loaded machine may manage far fewer.
+    # Ten, spread over the 0.3 s, still include hits long after the failed revalidation.
+    assert hits >= 10
     assert legacy.count() == 1  # the first failure starts a cooldown of at least 0.5 s
     assert client.cache_stats()["revalidation_failures"] == 1
 

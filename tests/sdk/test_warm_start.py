@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
 from promptory import AsyncPromptClient, InvalidArgumentError, NotFoundError, Prompt, PromptClient
 
-from .conftest import API_KEY, GREETING_ID, SdkFactory
+from .conftest import API_KEY, GREETING_ID, SdkFactory, wait_until
 from .legacy_server import LegacyPrompt, LegacyServer
 
 
@@ -22,14 +21,22 @@ def test_prefetch_fetches_every_prompt_once_and_concurrently(
     sdk: SdkFactory, legacy: LegacyServer
 ) -> None:
     ids = add_prompts(legacy, 6)
-    legacy.delay = 0.2
     client = sdk(legacy.url)
-    started = time.monotonic()
-    results = client.prefetch(ids)
-    elapsed = time.monotonic() - started
+    results: dict[str, object] = {}
+    # The server holds every answer: a prefetch that fetched one after the other would
+    # have a single request under way, so two arriving together shows concurrency without
+    # timing anything.
+    legacy.hold = threading.Event()
+    prefetching = threading.Thread(target=lambda: results.update(client.prefetch(ids)))
+    prefetching.start()
+    try:
+        wait_until(lambda: legacy.count() >= 2, what="two fetches under way at once")
+    finally:
+        legacy.hold.set()
+        prefetching.join(30)
+    assert not prefetching.is_alive()
     assert all(isinstance(results[i], Prompt) for i in ids)
     assert legacy.count() == 6
-    assert elapsed < 6 * 0.2 * 0.75  # concurrent, not one after the other
     legacy.reset_requests()
     for prompt_id in ids:
         client.get(prompt_id)
@@ -72,13 +79,21 @@ def test_prefetch_refuses_entries_it_cannot_read(
 
 
 def test_prefetch_shares_its_request_with_a_concurrent_get(legacy: LegacyServer) -> None:
-    legacy.delay = 0.3
+    legacy.hold = threading.Event()  # the get's answer waits until the prefetch has come
     with PromptClient(legacy.url, API_KEY) as client:
         getter = threading.Thread(target=client.get, args=(GREETING_ID,))
-        getter.start()
-        time.sleep(0.05)
-        client.prefetch([GREETING_ID])
-        getter.join(timeout=10)
+        prefetcher = threading.Thread(target=client.prefetch, args=([GREETING_ID],))
+        try:
+            getter.start()
+            wait_until(lambda: legacy.count() == 1, what="the get to reach the server")
+            misses = client.cache_stats()["misses"]
+            prefetcher.start()
+            # Its lookup missed while the get's request is held: it joins that request.
+            wait_until(lambda: client.cache_stats()["misses"] == misses + 1, what="the prefetch")
+        finally:
+            legacy.hold.set()
+            getter.join(timeout=10)
+            prefetcher.join(timeout=10)
     assert legacy.count() == 1
 
 

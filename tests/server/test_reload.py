@@ -6,7 +6,10 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pygit2
+import pytest
 
+from sdk.conftest import wait_until
 from support.gitrepo import PromptRepo
 from support.servers import RunningServer
 
@@ -62,13 +65,20 @@ def test_reindex_keeps_the_records_of_unchanged_prompts(server: RunningServer) -
 
 
 def test_unreadable_ref_keeps_the_last_commit_served(
-    prompt_repo: PromptRepo, start_server: Callable[..., RunningServer]
+    prompt_repo: PromptRepo,
+    start_server: Callable[..., RunningServer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     prompt_repo.branch("release")
     served = prompt_repo.head
     server = start_server(prompt_repo, ref="release")
-    prompt_repo.repo.branches.local.delete("release")
-    time.sleep(0.2)  # several polls fail meanwhile
+    with caplog.at_level("ERROR", logger="promptory.server"):
+        prompt_repo.repo.branches.local.delete("release")
+        # A poll has met the missing ref (it says so once) before serving is checked.
+        wait_until(
+            lambda: any("cannot read" in r.getMessage() for r in caplog.records),
+            what="a poll to fail on the deleted ref",
+        )
     with server.client() as client:
         assert client.get(GREETING).status_code == 200
     assert httpx.get(f"{server.url}/health").json()["commit"] == served
@@ -88,7 +98,14 @@ def test_followed_branch_moves_are_served(
         "myorg", "myapp", "greeting", "on main only\n", environment="production"
     )
     on_main = prompt_repo.commit()
-    time.sleep(0.15)
+    # A marker commit on the followed branch, made after the one on main: once it is
+    # served, a poll has read the refs since main moved (and did not take main's commit).
+    release = prompt_repo.repo.revparse_single("release").peel(pygit2.Commit)
+    signature = prompt_repo.signature()
+    marker = prompt_repo.repo.create_commit(
+        "refs/heads/release", signature, signature, "marker", release.tree_id, [release.id]
+    )
+    server.wait_for_commit(str(marker), timeout=10)
     with server.client() as client:
         assert client.get(GREETING).json()["body"] != "on main only\n"
         prompt_repo.branch("release", on_main)

@@ -166,9 +166,13 @@ def test_slow_template_is_stopped_and_does_not_stall_other_requests(
             result["r"] = render(client, pid, json={})
             finished["render"] = time.monotonic()
 
+        sent = threading.Event()
+        client.event_hooks["request"] = [lambda request: sent.set()]
         worker = threading.Thread(target=render_slowly)
         worker.start()
-        time.sleep(0.05)  # let the render start
+        # The render request is on its way before the health check goes (the server renders
+        # it for its whole time limit, far longer than a health check takes).
+        assert sent.wait(5.0), "the render was not sent"
         health = httpx.get(f"{server.url}/health", timeout=5)
         finished["health"] = time.monotonic()
         worker.join(10)
