@@ -18,7 +18,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .records import PromptRecord, dump_json
-from .revisions import DEFAULT_HISTORY, MAX_HISTORY, DiffTooLarge, Revisions
+from .revisions import DEFAULT_HISTORY, MAX_HISTORY, DiffTooLarge, parse_limit, shared_revisions
 from .store import RefNotFoundError, Snapshot
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def _echo(value: str) -> str:
 class _HistoryEndpoints:
     def __init__(self, server: _Server) -> None:
         self.server = server
-        self.revisions = Revisions(os.fspath(server.store.path), resolve=server.readable_sha)
+        self.revisions = shared_revisions(server, os.fspath(server.store.path), server.readable_sha)
 
     async def _prompt(
         self, scope: Scope, query: dict[str, str]
@@ -68,7 +68,8 @@ class _HistoryEndpoints:
             return key
         query = server._query(scope)
         raw_limit = query.get("limit", str(DEFAULT_HISTORY))
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_HISTORY:
+        limit = parse_limit(raw_limit)
+        if limit is None:
             return _error(
                 400,
                 "INVALID_QUERY",
@@ -82,7 +83,7 @@ class _HistoryEndpoints:
             return server._unknown_id(scope["path_params"]["id"])
         assert snapshot.commit is not None  # a snapshot holding a prompt has a commit
         history = await run_in_threadpool(
-            self.revisions.history, snapshot.commit, record.path, int(raw_limit)
+            self.revisions.history, snapshot.commit, record.path, limit
         )
         return _answer(
             200,
