@@ -214,16 +214,25 @@ class RenderPool:
                 retry_after=REFUSAL_DELAY,
             )
         slots.admitted += 1
+        handed_over = False
         try:
             await self._turn(slots.running, gone)
             try:
-                ok, text = await self._run(job, variables)
-            finally:
+                future = self._submit(job, variables)
+            except BaseException:
                 slots.running.release()
+                raise
+            # The key's place is given back when the work ends, not when this request
+            # does: a cancelled request (its client left) leaves a thread rendering, and
+            # the key must not start another beyond its cap meanwhile. Registered before
+            # the await, so the place is back before this request resumes.
+            loop = asyncio.get_running_loop()
+            future.add_done_callback(lambda _: self._hand_back(loop, key_id, slots))
+            handed_over = True
+            ok, text = await self._result(future, job)
         finally:
-            slots.admitted -= 1
-            if slots.admitted == 0:
-                del self._slots[key_id]  # idle keys cost nothing
+            if not handed_over:
+                self._leave(key_id, slots)
         if not ok:
             raise RenderError(text, code="RENDER_ERROR", prompt=job.label)
         return text
@@ -246,15 +255,33 @@ class RenderPool:
         running.release()  # acquired as it was being cancelled
         raise Gone()
 
-    async def _run(self, job: RenderJob, variables: Mapping[str, Any] | None) -> tuple[bool, str]:
+    def _hand_back(self, loop: asyncio.AbstractEventLoop, key_id: str, slots: _KeySlots) -> None:
+        """Give back a key's running place, from whichever thread ends the work."""
+
+        def release() -> None:
+            slots.running.release()
+            self._leave(key_id, slots)
+
+        try:
+            loop.call_soon_threadsafe(release)
+        except RuntimeError:  # the loop is closed: the server stopped, nothing to give back
+            pass
+
+    def _leave(self, key_id: str, slots: _KeySlots) -> None:
+        slots.admitted -= 1
+        if slots.admitted == 0 and self._slots.get(key_id) is slots:
+            del self._slots[key_id]  # idle keys cost nothing
+
+    def _submit(self, job: RenderJob, variables: Mapping[str, Any] | None) -> Future[Any]:
         pool = self._pool()
-        future: Future[tuple[bool, str]]
         if self._processes:
-            future = pool.schedule(
+            future: Future[tuple[bool, str]] = pool.schedule(
                 render_job, args=(job, variables), timeout=self.capacity.hard_timeout
             )
-        else:
-            future = pool.submit(render_job, job, variables)
+            return future
+        return pool.submit(render_job, job, variables)
+
+    async def _result(self, future: Future[Any], job: RenderJob) -> tuple[bool, str]:
         try:
             return await asyncio.wrap_future(future)
         except FutureTimeout:
