@@ -274,12 +274,14 @@ class RenderPool:
 
     def _submit(self, job: RenderJob, variables: Mapping[str, Any] | None) -> Future[Any]:
         pool = self._pool()
+        future: Future[tuple[bool, str]]
         if self._processes:
-            future: Future[tuple[bool, str]] = pool.schedule(
+            future = pool.schedule(
                 render_job, args=(job, variables), timeout=self.capacity.hard_timeout
             )
-            return future
-        return pool.submit(render_job, job, variables)
+        else:
+            future = pool.submit(render_job, job, variables)
+        return future
 
     async def _result(self, future: Future[Any], job: RenderJob) -> tuple[bool, str]:
         try:
