@@ -11,7 +11,9 @@ Rules of this module:
   ``Retry-After``), so one key cannot fill the workers nor hold more than its share of
   memory, and every other key finds a worker free as long as ``workers > per_key``.
 * A render whose client goes away while it waits for its turn is dropped: a client that
-  queues renders and hangs up leaves no work behind (a render already running finishes).
+  queues renders and hangs up leaves no work behind (a render already running finishes,
+  and holds its key's place until it does: a key that hangs up mid-render cannot run more
+  than its cap).
 * A refusal comes after `REFUSAL_DELAY` seconds, not at once: a client that sends again as
   soon as it is refused would otherwise turn refusals into a flood the event loop spends
   itself on. The waiting request costs a timer, and its connection is under the cap.
