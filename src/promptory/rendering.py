@@ -73,7 +73,10 @@ from ._frozen import FrozenDict
 from .exceptions import RenderError, UndefinedVariableError
 
 __all__ = [
+    "COMPILED_MAX_CHARS",
+    "COMPILED_MAX_ENTRIES",
     "DEFAULT_LIMITS",
+    "CompiledCache",
     "CompiledTemplate",
     "PromptEnvironment",
     "RenderLimits",
@@ -947,9 +950,59 @@ _STRICT_ENV = PromptEnvironment(undefined=StrictUndefined, loader=_NoIncludes())
 # `'a' * 10**9`) unless the environment intercepts them.
 _PLAIN_ENV = PromptEnvironment()
 
-_COMPILED: OrderedDict[str, CompiledTemplate] = OrderedDict()
+
+class CompiledCache:
+    """Compiled bodies by their text, least recently used dropped first, bounded both in
+    count and in the total characters of the bodies held (a compiled body holds its text,
+    its generated code and its template, a few times the body's size in memory).
+
+    Not locked: the caller holds a lock around every call.
+
+    Args:
+        max_entries: the most bodies kept.
+        max_chars: the most characters of bodies kept in all; a single body longer than
+            this is not kept.
+    """
+
+    def __init__(self, max_entries: int, max_chars: int) -> None:
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self.chars = 0
+        self._entries: OrderedDict[str, CompiledTemplate] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, body: object) -> bool:
+        return body in self._entries
+
+    def get(self, body: str) -> CompiledTemplate | None:
+        """The compiled `body`, now the most recently used, or None."""
+        found = self._entries.get(body)
+        if found is not None:
+            self._entries.move_to_end(body)
+        return found
+
+    def put(self, body: str, compiled: CompiledTemplate) -> None:
+        """Keep `compiled`, dropping the least recently used bodies over either bound."""
+        if len(body) > self.max_chars:
+            return
+        if body in self._entries:
+            self._entries.move_to_end(body)
+            return
+        self._entries[body] = compiled
+        self.chars += len(body)
+        while len(self._entries) > self.max_entries or self.chars > self.max_chars:
+            dropped, _ = self._entries.popitem(last=False)
+            self.chars -= len(dropped)
+
+
+#: The most compiled bodies kept, and the most characters of bodies they hold in all.
+COMPILED_MAX_ENTRIES = 1024
+COMPILED_MAX_CHARS = 64_000_000
+
+_COMPILED = CompiledCache(COMPILED_MAX_ENTRIES, COMPILED_MAX_CHARS)
 _COMPILED_LOCK = threading.Lock()
-_COMPILED_MAX = 1024
 
 
 def _reset_compiled_lock_in_child() -> None:
@@ -982,7 +1035,8 @@ def compile_body(body: str, *, label: str | None = None) -> CompiledTemplate:
         RenderError: the body is not a valid template (the message names the line), or it
             is one Python cannot compile (nested too deeply, too large).
     """
-    compiled = _COMPILED.get(body)
+    with _COMPILED_LOCK:
+        compiled = _COMPILED.get(body)
     if compiled is not None:
         return compiled
     try:
@@ -1003,9 +1057,7 @@ def compile_body(body: str, *, label: str | None = None) -> CompiledTemplate:
     template = Template.from_code(_ENV, code, _globals(_ENV))
     compiled = CompiledTemplate(body, code, template, references)
     with _COMPILED_LOCK:
-        _COMPILED[body] = compiled
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
+        _COMPILED.put(body, compiled)
     return compiled
 
 

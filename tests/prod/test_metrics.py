@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from promptory.server.app import ServerSettings, create_app
 from promptory.server.keys import KeyRecord, KeyRing, generate_key
+from promptory.server.renderpool import RenderCapacity
 
 from .conftest import Follower, Remote
 
@@ -66,6 +68,28 @@ def test_skipped_files_and_rate_limited_requests_are_counted(
     assert statuses == [200, 200, 429]
     assert value(text, "promptory_rate_limited_total") == 1
     assert value(text, "promptory_skipped_files") == 1
+
+
+def test_rate_limited_total_says_it_counts_every_429_and_counts_a_render_cap_refusal(
+    start_server: Any, prompt_repo: Any
+) -> None:
+    slow = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}x"
+    slow_id = "00000000-0000-4000-8000-00000000007a"
+    prompt_repo.write_prompt("myorg", "myapp", "slow", slow, id=slow_id)
+    prompt_repo.commit("a render at its time limit")
+    capacity = RenderCapacity(workers=2, per_key=1, queue_per_key=0, processes=False)
+    server = start_server(prompt_repo, render=capacity)
+    with server.client() as http, ThreadPoolExecutor(4) as pool:
+        path = f"/api/v1/prompts/{slow_id}/render"
+        answers = list(pool.map(lambda _: http.post(path, json={"variables": {}}), range(4)))
+        text = http.get("/metrics").text
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) == {400, 429}, statuses  # the render cap refused some
+    assert value(text, "promptory_rate_limited_total") == statuses.count(429)
+    help_line = next(
+        line for line in text.splitlines() if line.startswith("# HELP promptory_rate_limited_total")
+    )
+    assert "render cap" in help_line and "TOO_MANY_WATCHERS" in help_line
 
 
 def test_fetch_and_index_times_and_the_time_since_the_last_fetch(

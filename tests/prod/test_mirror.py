@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from promptory.server.mirror import redact
+from promptory.server.mirror import Mirror, MirrorError, redact
 
 from .conftest import Follower, Remote, following
 
@@ -212,3 +214,59 @@ def test_a_data_dir_holding_something_else_is_refused(remote: Remote, tmp_path: 
     with pytest.raises(MirrorError, match="neither empty nor a mirror"):
         Mirror(remote.url, occupied)
     assert [p.name for p in occupied.iterdir()] == ["notes.txt"]
+
+
+class _SilentRemote:
+    """A listening socket that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(8)
+        self._socket.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/repo.git"
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.held.append(self._socket.accept()[0])
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for connection in self.held:
+            connection.close()
+        self._socket.close()
+
+
+@pytest.mark.parametrize("branch", ["main", None])
+def test_a_remote_that_accepts_and_never_answers_fails_the_fetch_in_bounded_time(
+    tmp_path: Path, branch: str | None
+) -> None:
+    """Without a bound the fetch thread would wait on the socket forever."""
+    silent = _SilentRemote()
+    try:
+        mirror = Mirror(silent.url, tmp_path / "mirror", branch, timeout=0.5)
+        failures: list[BaseException] = []
+
+        def fetch() -> None:
+            try:
+                mirror.fetch()
+            except BaseException as exc:
+                failures.append(exc)
+
+        fetcher = threading.Thread(target=fetch, daemon=True)
+        fetcher.start()
+        fetcher.join(30)
+        assert not fetcher.is_alive(), "the fetch still waits on a silent remote"
+        assert len(failures) == 1 and isinstance(failures[0], MirrorError), failures
+        assert "timed out" in str(failures[0])
+        assert silent.held, "the fetch never reached the remote"
+    finally:
+        silent.close()

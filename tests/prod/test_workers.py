@@ -19,6 +19,7 @@ from promptory.server.keys import generate_key
 from support.services import free_port
 
 MEDITATION_ID = "550e8400-e29b-41d4-a716-446655440000"
+QUIET_WORKERS = ("--workers", "2", "--log-level", "warning")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
@@ -162,3 +163,33 @@ def test_sigterm_stops_every_worker(workers: tuple[subprocess.Popen[bytes], str,
         for pid in pids
         if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     ]
+
+
+def test_a_second_server_on_the_port_of_running_workers_fails_as_a_port_in_use(
+    workers: tuple[subprocess.Popen[bytes], str, str], prompt_repo: object, tmp_path: Path
+) -> None:
+    """SO_REUSEPORT would let it bind and silently take half the connections."""
+    process, url, key = workers
+    wait_until(lambda: listening(process) == 2, what="two workers listening")
+    port = url.rsplit(":", 1)[1]
+    env = {**os.environ, "PROMPTORY_API_KEYS": key, "HOME": str(tmp_path / "home2")}
+    repo = str(prompt_repo.path)  # type: ignore[attr-defined]
+    second = subprocess.Popen(
+        [sys.executable, "-m", "promptory", "serve", repo, "--port", port, *QUIET_WORKERS],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, stderr = second.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        for child in psutil.Process(second.pid).children():
+            child.kill()
+        second.kill()
+        second.communicate(timeout=10)
+        raise AssertionError("a second server bound the port of running workers") from None
+    assert second.returncode == 3, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in lines[0]

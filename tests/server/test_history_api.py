@@ -241,3 +241,13 @@ def test_history_of_a_prompt_under_a_folder_whose_name_is_not_utf8(
         assert [r["sha"] for r in history.json()["revisions"]] == [second, first]
         diff = client.get(f"/api/v1/prompts/{prompt['id']}/diff?from={first}").json()
         assert "-one\n+two\n" in diff["body_diff"]
+
+
+def test_history_limit_of_non_ascii_digits_is_refused_not_a_crash(server: RunningServer) -> None:
+    """``str.isdigit`` takes "²" and "٣" while ``int`` refuses "²": both are a 400."""
+    with server.client() as client:
+        prompt_id = _greeting_id(client)
+        for bad in ("%C2%B2", "%D9%A3", "1" * 5000):
+            answer = client.get(f"/api/v1/prompts/{prompt_id}/history?limit={bad}")
+            assert answer.status_code == 400, bad
+            assert answer.json()["error"]["code"] == "INVALID_QUERY"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from promptory.exceptions import RenderError
 from promptory.server.keys import KeyRecord, generate_key
 from promptory.server.render import RenderJob
-from promptory.server.renderpool import Gone, RenderCapacity, RenderPool
+from promptory.server.renderpool import Busy, Gone, RenderCapacity, RenderPool
 from support.gitrepo import PromptRepo
 from support.servers import RunningServer
 
@@ -136,6 +138,56 @@ def test_a_render_whose_client_left_while_queued_is_dropped_and_frees_its_place(
             pool.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_cancelled_render_keeps_its_keys_place_until_its_thread_finishes() -> None:
+    """A request cancelled mid-render (its client left) leaves the thread rendering: the key
+    may not start another render beyond its cap until that thread is done."""
+    slow = RenderJob("slow", {"slow": SLOW}, {}, "o/a/slow")
+    fast = RenderJob("fast", {"fast": "fast"}, {}, "o/a/fast")
+
+    async def scenario() -> None:
+        pool = RenderPool(RenderCapacity(workers=4, per_key=1, queue_per_key=0, processes=False))
+        pool.start()
+        try:
+            running = asyncio.ensure_future(pool.render("key", slow, {}))
+            await _until(lambda: "key" in pool._slots and pool._slots["key"].running.locked())
+            await _until_threads(lambda: _rendering_threads() == 1)
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+            # The slow render still runs in its thread (up to its 0.5 s budget): the key
+            # is at its cap of one running render.
+            with pytest.raises(Busy):
+                await pool.render("key", fast, {})
+            # Once that thread is done the key's place is back.
+            deadline = time.monotonic() + 30
+            while "key" in pool._slots:
+                assert time.monotonic() < deadline, "the key's place never came back"
+                await asyncio.sleep(0.01)
+            assert await pool.render("key", fast, {}) == "fast"
+        finally:
+            pool.stop()
+
+    asyncio.run(scenario())
+
+
+def _rendering_threads() -> int:
+    """Threads of this process inside a render job right now."""
+    count = 0
+    for frame in sys._current_frames().values():
+        walked: FrameType | None = frame
+        while walked is not None and walked.f_code.co_name != "render_job":
+            walked = walked.f_back
+        count += walked is not None
+    return count
+
+
+async def _until_threads(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.001)
 
 
 async def _until(condition: Callable[[], bool]) -> None:

@@ -523,3 +523,35 @@ def test_a_form_over_the_body_limit_is_refused(ui_server: UIServer) -> None:
         )
         assert answer.status_code == 413
         assert "over 1,048,576 bytes" in answer.text
+
+
+def test_history_page_with_a_non_ascii_digit_limit_shows_the_default(
+    ui_server: UIServer,
+) -> None:
+    browser, _ = ui_server.sign_in(ui_server.reader_key)
+    with closing(browser):
+        for bad in ("%C2%B2", "%D9%A3", "0"):
+            answer = browser.get(f"{GREETING}/history?limit={bad}")
+            assert answer.status_code == 200, bad
+            assert ui_server.repo.head[:12] in answer.text
+
+
+def _routed(routes: list[object], path: str) -> object:
+    """The endpoint of the route at `path` (mounts included)."""
+    for route in routes:
+        if getattr(route, "path", None) == path:
+            return route.endpoint  # type: ignore[attr-defined]
+        inner = getattr(route, "routes", None)
+        if inner and path.startswith(getattr(route, "path", "")):
+            found = _routed(inner, path[len(route.path) :])  # type: ignore[attr-defined]
+            if found is not None:
+                return found
+    return None
+
+
+def test_the_api_and_the_pages_read_histories_through_one_cache(ui_server: UIServer) -> None:
+    routes = ui_server.app.routes  # type: ignore[attr-defined]
+    api = _routed(routes, "/api/v1/prompts/{id}/history")
+    page = _routed(routes, "/ui/apps/{org}/{app}/{name}/{environment}/history")
+    assert api is not None and page is not None
+    assert api.handler.__self__.revisions is page.__self__.revisions  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope
 from .answers import ApiError, Endpoint, echo, unknown_id
 from .keys import KeyRecord
 from .records import PromptRecord, dump_json
-from .revisions import DEFAULT_HISTORY, MAX_HISTORY, DiffTooLarge, Revisions
+from .revisions import DEFAULT_HISTORY, MAX_HISTORY, DiffTooLarge, parse_limit, shared_revisions
 from .store import RefNotFoundError, Snapshot
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def _answer(status: int, data: Any, headers: dict[str, str] | None = None) -> Re
 class _HistoryEndpoints:
     def __init__(self, server: _Server) -> None:
         self.server = server
-        self.revisions = Revisions(os.fspath(server.store.path), resolve=server.readable_sha)
+        self.revisions = shared_revisions(server, os.fspath(server.store.path), server.readable_sha)
 
     async def _prompt(
         self, scope: Scope, query: dict[str, str], key: KeyRecord
@@ -60,7 +60,8 @@ class _HistoryEndpoints:
         key, _ = server._admit(scope)
         query = server._query(scope)
         raw_limit = query.get("limit", str(DEFAULT_HISTORY))
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_HISTORY:
+        limit = parse_limit(raw_limit)
+        if limit is None:
             raise ApiError(
                 400,
                 "INVALID_QUERY",
@@ -69,7 +70,7 @@ class _HistoryEndpoints:
         snapshot, record = await self._prompt(scope, query, key)
         assert snapshot.commit is not None  # a snapshot holding a prompt has a commit
         history = await run_in_threadpool(
-            self.revisions.history, snapshot.commit, record.path, int(raw_limit)
+            self.revisions.history, snapshot.commit, record.path, limit
         )
         return _answer(
             200,

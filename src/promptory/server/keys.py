@@ -302,8 +302,7 @@ class KeyRing:
 
     def verify(self, presented: str) -> KeyRecord | None:
         """The record of a presented key, or None when it is not one of ours."""
-        if self.keys_file is not None and time.monotonic() >= self._next_check:
-            self._check()
+        self._check_if_due()
         if not presented or len(presented) > _MAX_KEY_LENGTH:
             return None
         digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
@@ -318,14 +317,18 @@ class KeyRing:
 
     def by_digest(self, sha256: str) -> KeyRecord | None:
         """The record of a key still accepted, by its digest (a session's key)."""
-        if self.keys_file is not None and time.monotonic() >= self._next_check:
-            self._check()
+        self._check_if_due()
         try:
             return self._by_digest.get(bytes.fromhex(sha256))
         except ValueError:
             return None
 
     # --- following the keys file ---------------------------------------------------------
+
+    def _check_if_due(self) -> None:
+        """Re-read the keys file if it is followed and `check_interval` has passed."""
+        if self.keys_file is not None and time.monotonic() >= self._next_check:
+            self._check()
 
     def _check(self, force: bool = False) -> None:
         """Re-read the keys file if its stamp changed (or `force`)."""

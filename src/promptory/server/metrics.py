@@ -56,7 +56,8 @@ class ServerMetrics:
         )
         self.rate_limited = Counter(
             "promptory_rate_limited_total",
-            "requests refused with 429 by the per-key rate limit",
+            "requests answered 429: over the per-key rate limit or a key's render cap "
+            "(RATE_LIMITED), or over the open watch streams (TOO_MANY_WATCHERS)",
             registry=registry,
         )
         self.rate_limit_fallbacks = Counter(

@@ -15,6 +15,9 @@ Rules of this module:
 * One thread fetches. A trigger (a webhook) wakes it at once; a burst of triggers (each
   within `COALESCE_WINDOW` of the last, for at most `COALESCE_LIMIT`) makes one fetch, and
   triggers arriving while a fetch runs make one more, not one each.
+* A fetch is bounded: connecting by `CONNECT_TIMEOUT`, and every read or write of the
+  remote by `FETCH_TIMEOUT` (libgit2's process-wide settings, for http(s) and ssh), so a
+  remote that accepts and never answers fails the fetch instead of wedging the thread.
 * A fetch or an index that fails leaves the last good commit served; the failure is kept in
   `FollowStatus` (for ``/api/v1/status``, ``/ready`` and the metrics) and logged once until
   it changes.
@@ -39,6 +42,8 @@ import pygit2
 __all__ = [
     "COALESCE_LIMIT",
     "COALESCE_WINDOW",
+    "CONNECT_TIMEOUT",
+    "FETCH_TIMEOUT",
     "FollowStatus",
     "Follower",
     "Mirror",
@@ -53,6 +58,11 @@ logger = logging.getLogger("promptory.server")
 COALESCE_WINDOW = 0.25
 #: ...or this many seconds after the first, during a steady stream of triggers.
 COALESCE_LIMIT = 1.0
+
+#: Seconds a fetch waits to connect to the remote.
+CONNECT_TIMEOUT = 15.0
+#: Seconds a fetch waits on one read or write of the remote (a silent remote fails then).
+FETCH_TIMEOUT = 60.0
 
 _SECRET_QUERY = re.compile(r"(token|key|secret|password|pass|auth|sig)", re.IGNORECASE)
 _USERNAME_ENV = "PROMPTORY_GIT_USERNAME"
@@ -97,6 +107,14 @@ def default_data_dir(url: str) -> Path:
     return Path(base) / "promptory" / "mirrors" / digest
 
 
+def _bound_network(timeout: float) -> None:
+    """Bound libgit2's connects and socket reads and writes (process-wide settings: every
+    mirror of a process uses the same `timeout` in practice)."""
+    milliseconds = max(1, int(timeout * 1000))
+    pygit2.settings.server_connect_timeout = min(milliseconds, int(CONNECT_TIMEOUT * 1000))
+    pygit2.settings.server_timeout = milliseconds
+
+
 def _local_path(url: str) -> bool:
     return "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url)
 
@@ -139,9 +157,19 @@ class Mirror:
         path: the data directory holding the bare repository (created if missing).
         branch: the branch to serve; None takes the remote's default branch at the first
             fetch.
+        timeout: seconds a fetch waits on one read or write of the remote (and at most
+            that, or `CONNECT_TIMEOUT`, to connect).
     """
 
-    def __init__(self, url: str, path: str | os.PathLike[str], branch: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        path: str | os.PathLike[str],
+        branch: str | None = None,
+        *,
+        timeout: float = FETCH_TIMEOUT,
+    ) -> None:
+        self.timeout = timeout
         self.url = os.path.abspath(url) if _local_path(url) else url
         self.shown_url = redact(self.url)
         self.path = os.fspath(path)
@@ -174,6 +202,7 @@ class Mirror:
             MirrorError: the remote cannot be reached or read; the message names the URL
                 redacted.
         """
+        _bound_network(self.timeout)
         remote = self.repo.remotes.create_anonymous(self.url)
         try:
             if self.branch is None:

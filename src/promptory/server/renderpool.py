@@ -11,7 +11,9 @@ Rules of this module:
   ``Retry-After``), so one key cannot fill the workers nor hold more than its share of
   memory, and every other key finds a worker free as long as ``workers > per_key``.
 * A render whose client goes away while it waits for its turn is dropped: a client that
-  queues renders and hangs up leaves no work behind (a render already running finishes).
+  queues renders and hangs up leaves no work behind (a render already running finishes,
+  and holds its key's place until it does: a key that hangs up mid-render cannot run more
+  than its cap).
 * A refusal comes after `REFUSAL_DELAY` seconds, not at once: a client that sends again as
   soon as it is refused would otherwise turn refusals into a flood the event loop spends
   itself on. The waiting request costs a timer, and its connection is under the cap.
@@ -214,16 +216,25 @@ class RenderPool:
                 retry_after=REFUSAL_DELAY,
             )
         slots.admitted += 1
+        handed_over = False
         try:
             await self._turn(slots.running, gone)
             try:
-                ok, text = await self._run(job, variables)
-            finally:
+                future = self._submit(job, variables)
+            except BaseException:
                 slots.running.release()
+                raise
+            # The key's place is given back when the work ends, not when this request
+            # does: a cancelled request (its client left) leaves a thread rendering, and
+            # the key must not start another beyond its cap meanwhile. Registered before
+            # the await, so the place is back before this request resumes.
+            loop = asyncio.get_running_loop()
+            future.add_done_callback(lambda _: self._hand_back(loop, key_id, slots))
+            handed_over = True
+            ok, text = await self._result(future, job)
         finally:
-            slots.admitted -= 1
-            if slots.admitted == 0:
-                del self._slots[key_id]  # idle keys cost nothing
+            if not handed_over:
+                self._leave(key_id, slots)
         if not ok:
             raise RenderError(text, code="RENDER_ERROR", prompt=job.label)
         return text
@@ -246,7 +257,24 @@ class RenderPool:
         running.release()  # acquired as it was being cancelled
         raise Gone()
 
-    async def _run(self, job: RenderJob, variables: Mapping[str, Any] | None) -> tuple[bool, str]:
+    def _hand_back(self, loop: asyncio.AbstractEventLoop, key_id: str, slots: _KeySlots) -> None:
+        """Give back a key's running place, from whichever thread ends the work."""
+
+        def release() -> None:
+            slots.running.release()
+            self._leave(key_id, slots)
+
+        try:
+            loop.call_soon_threadsafe(release)
+        except RuntimeError:  # the loop is closed: the server stopped, nothing to give back
+            pass
+
+    def _leave(self, key_id: str, slots: _KeySlots) -> None:
+        slots.admitted -= 1
+        if slots.admitted == 0 and self._slots.get(key_id) is slots:
+            del self._slots[key_id]  # idle keys cost nothing
+
+    def _submit(self, job: RenderJob, variables: Mapping[str, Any] | None) -> Future[Any]:
         pool = self._pool()
         future: Future[tuple[bool, str]]
         if self._processes:
@@ -255,6 +283,9 @@ class RenderPool:
             )
         else:
             future = pool.submit(render_job, job, variables)
+        return future
+
+    async def _result(self, future: Future[Any], job: RenderJob) -> tuple[bool, str]:
         try:
             return await asyncio.wrap_future(future)
         except FutureTimeout:

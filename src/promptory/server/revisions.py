@@ -24,6 +24,7 @@ import dataclasses
 import datetime
 import difflib
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ __all__ = [
     "MAX_WALK",
     "Revision",
     "Revisions",
+    "parse_limit",
+    "shared_revisions",
 ]
 
 #: Entries of a history answer when no limit is asked for.
@@ -54,6 +57,15 @@ MAX_WALK = 10_000
 MAX_DIFF_LINES = 3_000
 #: The longest commit message returned, in characters.
 MAX_MESSAGE = 4_000
+
+
+def parse_limit(raw: str) -> int | None:
+    """The history limit `raw` asks for, or None unless it is ASCII digits from 1 to
+    `MAX_HISTORY` (``str.isdigit`` also takes digits such as "²" that ``int`` refuses)."""
+    if not raw or len(raw) > 10 or not raw.isascii() or not raw.isdigit():
+        return None
+    limit = int(raw)
+    return limit if 1 <= limit <= MAX_HISTORY else None
 
 
 class DiffTooLarge(ValueError):
@@ -348,3 +360,24 @@ def _raw(data: bytes | None) -> str:
     if data is None:
         return ""
     return data[: 256 * 1024].decode("utf-8", "replace")
+
+
+# One `Revisions` per owner (a server), so its API and its pages share one repository handle
+# and one cache of histories; weak, so a stopped server's entry goes with it.
+_SHARED: weakref.WeakKeyDictionary[object, Revisions] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_revisions(owner: object, path: str, resolve: Callable[[str], str]) -> Revisions:
+    """The `Revisions` of `owner` (built at the first call, the same one after): every part
+    of one server reads histories through one object and one cache.
+
+    Args:
+        owner: the object the revisions belong to (held weakly).
+        path, resolve: as `Revisions`, used by the first call only.
+    """
+    with _SHARED_LOCK:
+        found = _SHARED.get(owner)
+        if found is None:
+            found = _SHARED[owner] = Revisions(path, resolve=resolve)
+        return found

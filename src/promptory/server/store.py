@@ -842,6 +842,17 @@ class _Builder:
         return index.snapshot(commit, ref, self.holder(commit))
 
 
+def _check_client_ref(ref: str) -> None:
+    """Refuse a client's ref that is not a plain tag, branch or commit id (git's revision
+    syntax such as ``a..b`` or ``HEAD~1`` never reaches libgit2).
+
+    Raises:
+        RefNotFoundError: the ref is malformed.
+    """
+    if _CLIENT_REF.fullmatch(ref) is None or ".." in ref or "//" in ref:
+        raise RefNotFoundError(ref, "not a tag or a commit id")
+
+
 class PromptStore:
     """The prompts of a git repository at a ref, kept current by polling.
 
@@ -982,8 +993,7 @@ class PromptStore:
             RefNotFoundError: the ref is malformed, names no commit, or one that is not
                 readable by that rule.
         """
-        if _CLIENT_REF.fullmatch(ref) is None or ".." in ref or "//" in ref:
-            raise RefNotFoundError(ref, "not a tag or a commit id")
+        _check_client_ref(ref)
         with self._lock:
             current = self._snapshot
             if ref in self._served_names():
@@ -1011,8 +1021,7 @@ class PromptStore:
             RefNotFoundError: the ref is malformed, names no commit, or one that is not
                 readable by that rule.
         """
-        if _CLIENT_REF.fullmatch(ref) is None or ".." in ref or "//" in ref:
-            raise RefNotFoundError(ref, "not a tag or a commit id")
+        _check_client_ref(ref)
         with self._lock:
             current = self._snapshot
             if ref in self._served_names() and current.commit is not None:

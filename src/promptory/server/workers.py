@@ -45,13 +45,33 @@ _REUSEPORT = hasattr(socket, "SO_REUSEPORT")
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
+def _free_port(host: str, port: int) -> int:
+    """`port` (the one the kernel picks for 0), once a plain bind shows no one holds it.
+
+    SO_REUSEPORT lets a second server bind a port in use and take half its connections;
+    a bind without it fails as a single process's would.
+
+    Raises:
+        OSError: the port is in use (EADDRINUSE) or cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        return int(probe.getsockname()[1])
+
+
 def _socket(host: str, port: int, *, listen: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if _REUSEPORT:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     if listen:
         sock.listen(2048)
     sock.set_inheritable(True)
@@ -104,9 +124,16 @@ def serve_workers(
     worker runs uvicorn with ``make_config(app, port)`` (the connection bounds and TLS of
     a single process).
 
-    Returns the exit code: 0 after a requested stop, 1 when workers kept dying."""
+    Returns the exit code: 0 after a requested stop, 1 when workers kept dying.
+
+    Raises:
+        OSError: the address cannot be bound (EADDRINUSE: another server holds the port,
+            even one whose workers share it with SO_REUSEPORT).
+    """
     # With SO_REUSEPORT the parent's socket only holds the port (bound, never listening:
     # no connection is ever queued on it); without, it is the one socket all workers share.
+    if _REUSEPORT:
+        port = _free_port(host, port)
     sock = _socket(host, port, listen=not _REUSEPORT)
     parent = os.getpid()
     children: dict[int, int] = {}
@@ -154,7 +181,7 @@ def serve_workers(
         now = time.monotonic()
         restarts = [t for t in restarts if now - t < 60.0] + [now]
         if len(restarts) > MAX_RESTARTS:
-            logger.error("workers keep dying (%d restarts in a minute): stopping", MAX_RESTARTS)
+            logger.error("workers keep dying (%d restarts in a minute): stopping", len(restarts))
             code = 1
             stop(signal.SIGTERM, None)
             continue

@@ -51,7 +51,7 @@ from ..keys import KeyRecord, KeysFileError, parse_scope
 from ..records import PromptRecord
 from ..render import IncludeError, plan
 from ..renderpool import Busy
-from ..revisions import MAX_HISTORY, DiffTooLarge, Revisions
+from ..revisions import DEFAULT_HISTORY, DiffTooLarge, parse_limit, shared_revisions
 from ..store import RefNotFoundError, Snapshot
 from .markup import PromptRows, body_lines, diff_lines, error_line
 from .sessions import Session, SessionTable
@@ -133,7 +133,7 @@ class WebUI:
         self.store = server.store
         self.keyring = server.keyring
         self.sessions = sessions or SessionTable()
-        self.revisions = Revisions(os.fspath(server.store.path), resolve=server.readable_sha)
+        self.revisions = shared_revisions(server, os.fspath(server.store.path), server.readable_sha)
         self.rows = PromptRows()
         self.templates = Environment(
             loader=FileSystemLoader(_HERE / "templates"),
@@ -562,8 +562,7 @@ class WebUI:
     async def history(self, request: Request) -> Response:
         who = self._signed_in(request)
         snapshot, record = await self._record(request, who[1])
-        raw = request.query_params.get("limit", "50")
-        limit = int(raw) if raw.isdigit() and 1 <= int(raw) <= MAX_HISTORY else 50
+        limit = parse_limit(request.query_params.get("limit", "")) or DEFAULT_HISTORY
         assert snapshot.commit is not None
         found = await run_in_threadpool(self.revisions.history, snapshot.commit, record.path, limit)
         return self.page(
