@@ -261,11 +261,11 @@ class _Server:
 
     # --- shared steps ------------------------------------------------------------------------
 
-    def _admit(self, scope: Scope) -> tuple[KeyRecord, bytes | None]:
-        """The caller's key and its If-None-Match header.
+    def _authenticate(self, scope: Scope) -> tuple[KeyRecord, bytes | None]:
+        """The caller's key and its If-None-Match header (the rate limit not charged).
 
         Raises:
-            ApiError: 401 without a known key, 429 over the key's rate limit.
+            ApiError: 401 without a known key.
         """
         authorization = if_none_match = None
         for name, value in scope["headers"]:
@@ -281,7 +281,24 @@ class _Server:
         key = self.keyring.verify(presented.strip().decode("latin-1"))
         if key is None:
             raise _unauthorized("unknown or revoked API key")
-        wait = self.limiter.check(key.id)
+        return key, if_none_match
+
+    async def rate_wait(self, key_id: str) -> int:
+        """Charge one request to `key_id`: 0 when it may go on, else the seconds to wait.
+        A limit shared through Redis asks Redis off the event loop (a slow Redis must never
+        stall every request of the process); the local one answers in place."""
+        if isinstance(self.limiter, SharedRateLimiter):
+            return await run_in_threadpool(self.limiter.check, key_id)
+        return self.limiter.check(key_id)
+
+    async def _admit(self, scope: Scope) -> tuple[KeyRecord, bytes | None]:
+        """The caller's key and its If-None-Match header, the request charged to the key.
+
+        Raises:
+            ApiError: 401 without a known key, 429 over the key's rate limit.
+        """
+        key, if_none_match = self._authenticate(scope)
+        wait = await self.rate_wait(key.id)
         if wait:
             raise ApiError(
                 429,
@@ -368,7 +385,7 @@ class _Server:
     # --- endpoints ---------------------------------------------------------------------------
 
     async def get_by_id(self, scope: Scope, receive: Receive) -> Response:
-        key, if_none_match = self._admit(scope)
+        key, if_none_match = await self._admit(scope)
         query = self._query(scope)
         snapshot, pinned = (
             await self._snapshot(query) if "ref" in query else (self.store.snapshot, False)
@@ -383,7 +400,7 @@ class _Server:
         return self._prompt(record, if_none_match, pinned)
 
     async def get_by_name(self, scope: Scope, receive: Receive) -> Response:
-        key, if_none_match = self._admit(scope)
+        key, if_none_match = await self._admit(scope)
         query = self._query(scope)
         environment = self._environment(query)
         params = scope["path_params"]
@@ -411,7 +428,7 @@ class _Server:
         return self._prompt(record, if_none_match, pinned)
 
     async def render(self, scope: Scope, receive: Receive) -> Response:
-        key, _ = self._admit(scope)
+        key, _ = await self._admit(scope)
         body = await self._read_body(scope, receive)
         variables = self._variables(body)
         snapshot, _ = await self._snapshot(self._query(scope))
@@ -539,7 +556,7 @@ class _Server:
         return variables
 
     async def list_prompts(self, scope: Scope, receive: Receive) -> Response:
-        key, _ = self._admit(scope)
+        key, _ = await self._admit(scope)
         query = self._query(scope)
         environment = self._environment(query)
         org, app = query.get("org"), query.get("app")
@@ -574,7 +591,7 @@ class _Server:
         )
 
     async def status(self, scope: Scope, receive: Receive) -> Response:
-        key, _ = self._admit(scope)
+        key, _ = await self._admit(scope)
         snapshot = self.store.snapshot
         allow = None if key.unscoped else key.allows
 
@@ -636,7 +653,7 @@ class _Server:
 
     async def watch_stream(self, scope: Scope, receive: Receive) -> Response:
         """Server-Sent Events: one event per served commit, within the key's scope."""
-        key, _ = self._admit(scope)
+        key, _ = await self._admit(scope)
         last_event_id = None
         for name, value in scope["headers"]:
             if name == b"last-event-id":
@@ -659,7 +676,7 @@ class _Server:
     async def metrics_text(self, scope: Scope, receive: Receive) -> Response:
         """Prometheus metrics, for loopback clients, unscoped keys, or anyone if public."""
         if not self.settings.metrics_public and not _loopback(scope):
-            key, _ = self._admit(scope)
+            key, _ = await self._admit(scope)
             if not key.unscoped:
                 raise ApiError(
                     403, "FORBIDDEN", "metrics are for loopback clients and unscoped API keys"

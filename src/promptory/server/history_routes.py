@@ -57,7 +57,7 @@ class _HistoryEndpoints:
 
     async def history(self, scope: Scope, receive: Receive) -> Response:
         server = self.server
-        key, _ = server._admit(scope)
+        key, _ = await server._admit(scope)
         query = server._query(scope)
         raw_limit = query.get("limit", str(DEFAULT_HISTORY))
         limit = parse_limit(raw_limit)
@@ -85,7 +85,7 @@ class _HistoryEndpoints:
 
     async def diff(self, scope: Scope, receive: Receive) -> Response:
         server = self.server
-        key, _ = server._admit(scope)
+        key, _ = await server._admit(scope)
         query = server._query(scope)
         before = query.get("from")
         if before is None:

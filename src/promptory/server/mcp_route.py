@@ -94,7 +94,7 @@ class McpMount:
         key: KeyRecord | None = None
         if scope is not None:
             try:
-                key, _ = self.server._admit(scope)
+                key, _ = self.server._authenticate(scope)
             except ApiError:
                 key = None
         if key is None:
@@ -110,7 +110,7 @@ class McpMount:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             try:
-                self.server._admit(scope)
+                await self.server._admit(scope)
             except ApiError as exc:
                 await exc.response()(scope, receive, send)
                 return

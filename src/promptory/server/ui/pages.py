@@ -272,13 +272,13 @@ class WebUI:
             return None
         return session, key
 
-    def _signed_in(self, request: Request) -> tuple[Session, KeyRecord]:
+    async def _signed_in(self, request: Request) -> tuple[Session, KeyRecord]:
         """The session and key of the request (rate limited), or `SignInNeeded`."""
         who = self._who(request)
         if who is None:
             had_cookie = COOKIE in request.cookies
             raise SignInNeeded("expired" if had_cookie else "")
-        wait = self.server.limiter.check(who[1].id)
+        wait = await self.server.rate_wait(who[1].id)
         if wait:
             raise PageError(
                 429,
@@ -399,7 +399,7 @@ class WebUI:
         return response
 
     async def logout(self, request: Request) -> Response:
-        session, _ = self._signed_in(request)
+        session, _ = await self._signed_in(request)
         await self._checked_form(request, session)
         self.sessions.drop(request.cookies.get(COOKIE))
         response = RedirectResponse("/ui/login", 303, _SECURITY_HEADERS)
@@ -409,7 +409,7 @@ class WebUI:
     # --- reading pages ------------------------------------------------------------------
 
     async def apps(self, request: Request) -> Response:
-        who = self._signed_in(request)
+        who = await self._signed_in(request)
         key = who[1]
         snapshot = self.store.snapshot
         allow = None if key.unscoped else key.allows
@@ -442,7 +442,7 @@ class WebUI:
             raise _missing(what)
 
     async def prompts(self, request: Request) -> Response:
-        who = self._signed_in(request)
+        who = await self._signed_in(request)
         key = who[1]
         org, app = request.path_params["org"], request.path_params["app"]
         snapshot = self.store.snapshot
@@ -497,14 +497,14 @@ class WebUI:
         return snapshot, record
 
     async def by_id(self, request: Request) -> Response:
-        _, key = self._signed_in(request)
+        _, key = await self._signed_in(request)
         record = await run_in_threadpool(self.store.snapshot.find_by_id, request.path_params["id"])
         if record is None or not key.allows(record.org, record.app):
             raise _missing("prompt")
         return RedirectResponse(_prompt_url(record), 303, _SECURITY_HEADERS)
 
     async def prompt(self, request: Request) -> Response:
-        who = self._signed_in(request)
+        who = await self._signed_in(request)
         snapshot, record = await self._record(request, who[1])
         served = record.served()
         file = served.file
@@ -560,7 +560,7 @@ class WebUI:
         )
 
     async def history(self, request: Request) -> Response:
-        who = self._signed_in(request)
+        who = await self._signed_in(request)
         snapshot, record = await self._record(request, who[1])
         limit = parse_limit(request.query_params.get("limit", "")) or DEFAULT_HISTORY
         assert snapshot.commit is not None
@@ -577,7 +577,7 @@ class WebUI:
         )
 
     async def diff(self, request: Request) -> Response:
-        who = self._signed_in(request)
+        who = await self._signed_in(request)
         snapshot, record = await self._record(request, who[1])
         query = request.query_params
         before, after = _clip(query.get("from")), _clip(query.get("to"))
@@ -610,7 +610,7 @@ class WebUI:
         )
 
     async def preview_form(self, request: Request) -> Response:
-        who = self._signed_in(request)
+        who = await self._signed_in(request)
         _, record = await self._record(request, who[1])
         body = record.served().file.body
         try:
@@ -621,7 +621,7 @@ class WebUI:
         return self._preview_page(request, who, record, skeleton, None, None)
 
     async def preview(self, request: Request) -> Response:
-        who = self._signed_in(request)
+        who = await self._signed_in(request)
         form = await self._checked_form(request, who[0])
         snapshot, record = await self._record(request, who[1])
         text = form.get("variables", "")
@@ -678,7 +678,7 @@ class WebUI:
         )
 
     async def status(self, request: Request) -> Response:
-        who = self._signed_in(request)
+        who = await self._signed_in(request)
         key = who[1]
         snapshot = self.store.snapshot
         allow = None if key.unscoped else key.allows
@@ -706,8 +706,8 @@ class WebUI:
 
     # --- keys (admin keys only) ---------------------------------------------------------
 
-    def _admin(self, request: Request) -> tuple[Session, KeyRecord]:
-        who = self._signed_in(request)
+    async def _admin(self, request: Request) -> tuple[Session, KeyRecord]:
+        who = await self._signed_in(request)
         if not who[1].admin:
             raise _missing()
         return who
@@ -737,13 +737,13 @@ class WebUI:
         )
 
     async def keys(self, request: Request) -> Response:
-        who = self._admin(request)
+        who = await self._admin(request)
         revoked = _clip(request.query_params.get("revoked"))
         notice = f"Key {revoked} is revoked: it no longer works." if revoked else ""
         return self._keys_page(request, who, notice=notice)
 
     async def create_key(self, request: Request) -> Response:
-        who = self._admin(request)
+        who = await self._admin(request)
         form = await self._checked_form(request, who[0])
         scope = form.get("scope", "").strip().strip("/") or None
         label = form.get("label", "").strip()[:_MAX_QUERY] or None
@@ -767,7 +767,7 @@ class WebUI:
         return self._keys_page(request, who, created=created)
 
     async def revoke_key(self, request: Request) -> Response:
-        who = self._admin(request)
+        who = await self._admin(request)
         await self._checked_form(request, who[0])
         key_id = request.path_params["key_id"]
         target = next((r for r in self.keyring.records() if r.id == key_id), None)
