@@ -78,6 +78,10 @@ class McpMount:
 
     def __init__(self, server: Any) -> None:
         self.server = server
+        self._build()
+
+    def _build(self) -> None:
+        # A session manager runs once: each run of the app (a lifespan) gets a new one.
         self.mcp = build_server(self._source)
         self.app = self.mcp.streamable_http_app(
             streamable_http_path="/mcp",
@@ -87,6 +91,7 @@ class McpMount:
             transport_security=None,
             host="0.0.0.0",
         )
+        self._ran = False
 
     def _source(self, context: Any) -> StoreSource:
         request = getattr(context, "request", None)
@@ -104,6 +109,9 @@ class McpMount:
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         """Run the MCP session manager (enter within the server's lifespan)."""
+        if self._ran:
+            self._build()
+        self._ran = True
         async with self.mcp.session_manager.run():
             yield
 
