@@ -708,8 +708,16 @@ class _Server:
         except TooManyWatchers as exc:
             return _error(429, "TOO_MANY_WATCHERS", exc.message, {"Retry-After": "30"})
         allow = None if key.unscoped else key.allows
+        keyring, digest, scoped = self.keyring, key.sha256, key.scope
+
+        def still_valid() -> bool:
+            # Checked on every event and heartbeat: revoking a key (or changing its scope)
+            # ends its open streams, as it ends its next request.
+            current = keyring.by_digest(digest)
+            return current is not None and current.scope == scoped
+
         return EventSourceResponse(
-            self.watch.events(subscriber, last_event_id, allow),
+            self.watch.events(subscriber, last_event_id, allow, still_valid),
             ping=self.settings.watch_heartbeat,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

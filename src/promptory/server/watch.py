@@ -11,6 +11,8 @@ Rules of this module:
   that reconnects with ``Last-Event-ID`` gets the commits it missed from a ring of the last
   `ring_size`; one whose id is not in the ring (too old, or another replica's history) gets
   a ``reset`` event: revalidate everything.
+* A stream lasts only as long as its key: the key is checked again before each event and
+  every `heartbeat` seconds, and a revoked (or re-scoped) key's stream ends.
 * Heartbeats are SSE comments every `heartbeat` seconds (sse-starlette's ping), so proxies
   keep the stream and clients can tell a dead one.
 * Bounds: at most `max_per_key` open streams per API key and `max_total` in all (a 429
@@ -256,8 +258,13 @@ class WatchHub:
         subscriber: _Subscriber,
         last_event_id: str | None,
         allow: Callable[[str, str], bool] | None,
+        still_valid: Callable[[], bool] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """The stream's events, as sse-starlette takes them, until it is closed."""
+        """The stream's events, as sse-starlette takes them, until it is closed.
+
+        `still_valid` is asked before each event and every `heartbeat` seconds while idle:
+        once it answers False (the key was revoked or its scope changed), the stream ends.
+        """
         try:
             sent: set[str] = set()
             if last_event_id and last_event_id != self.current:
@@ -275,9 +282,16 @@ class WatchHub:
                     "data": json.dumps({"commit": self.current}),
                 }
             while True:
-                item = await subscriber.queue.get()
+                try:
+                    item = await asyncio.wait_for(subscriber.queue.get(), self.heartbeat)
+                except asyncio.TimeoutError:
+                    if still_valid is not None and not still_valid():
+                        return
+                    continue
                 if item is _CLOSE:
                     return
+                if still_valid is not None and not still_valid():
+                    return  # a revoked key learns nothing more
                 if item is _RESET:
                     yield self._reset()
                     continue
