@@ -9,7 +9,11 @@ Rules of this module:
   (digits only); a line starting with ``:`` is a comment (a heartbeat); a blank line
   dispatches; an event without data is not dispatched.
 * Bounded: data beyond `max_data` characters makes the event be dropped (the server is
-  hostile until proved otherwise), and the parse goes on with the next event.
+  hostile until proved otherwise), and the parse goes on with the next event. `split_lines`
+  refuses a line longer than its bound (`LineTooLong`) instead of buffering it: a stream
+  that never sends a line ending cannot grow the reader's memory.
+* An ``id`` is kept only when it could be sent back as ``Last-Event-ID``: printable ASCII,
+  at most `MAX_ID` characters (anything else is ignored, as the spec ignores one with NUL).
 
 The SDK's runtime dependencies are httpx and Jinja2 only: these forty lines replace a
 dependency on httpx-sse for the one stream the SDK reads.
@@ -17,9 +21,40 @@ dependency on httpx-sse for the one stream the SDK reads.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["Event", "EventParser"]
+__all__ = ["MAX_ID", "Event", "EventParser", "LineTooLong", "split_lines"]
+
+#: The longest event id kept (ours are 40-hex-digit commit ids).
+MAX_ID = 256
+
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+class LineTooLong(ValueError):
+    """The stream sent a line longer than the reader's bound."""
+
+
+def split_lines(chunks: Iterable[str], max_line: int) -> Iterator[str]:
+    """The lines of decoded text `chunks` (``\\r\\n``, ``\\r`` or ``\\n`` ends a line).
+
+    Raises:
+        LineTooLong: a line passes `max_line` characters (raised as soon as it does).
+    """
+    buffer = ""
+    for chunk in chunks:
+        buffer += chunk
+        # A final "\r" may be the first half of "\r\n": wait for the next chunk.
+        held = buffer.endswith("\r")
+        parts = _EOL.split(buffer[:-1] if held else buffer)
+        buffer = parts.pop() + ("\r" if held else "")
+        yield from parts
+        if len(buffer) > max_line:
+            raise LineTooLong(f"the stream sent a line over {max_line:,} characters")
+    if buffer:
+        yield from _EOL.split(buffer.rstrip("\r"))
 
 
 @dataclass(frozen=True)
@@ -66,7 +101,7 @@ class EventParser:
             elif not self._overflow:
                 self._data.append(value)
         elif name == "id":
-            if "\0" not in value:
+            if len(value) <= MAX_ID and value.isascii() and value.isprintable():
                 self.last_event_id = value
         elif name == "retry" and value.isdigit():
             self.retry = int(value)

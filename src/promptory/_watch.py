@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 
 from ._cache import CacheEntry, CacheKey
-from ._sse import Event, EventParser
+from ._sse import Event, EventParser, LineTooLong, split_lines
 
 __all__ = [
     "BACKOFF_MAX",
@@ -220,20 +220,25 @@ class Watcher:
             parser = EventParser()
             parser.last_event_id = self.last_event_id
             delivered = False
-            for line in response.iter_lines():
-                event = parser.feed(line)
-                if event is None:
-                    continue
-                delivered = True
-                self.last_event_id = parser.last_event_id
-                self._on_event(event)
+            try:
+                lines = split_lines(response.iter_text(), parser.max_data + 16)
+                for line in lines:
+                    event = parser.feed(line)
+                    if event is None:
+                        continue
+                    delivered = True
+                    self.last_event_id = parser.last_event_id
+                    self._on_event(event)
+            except LineTooLong:
+                logger.debug("watch stream sent an over-long line: reconnecting")
+                return False
             return delivered
 
     def _on_event(self, event: Event) -> None:
         if event.event == "commit":
             try:
                 prompts = json.loads(event.data).get("prompts", [])
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 logger.debug("watch event with unreadable data ignored")
                 return
             if isinstance(prompts, list):
