@@ -64,7 +64,7 @@ from .shared_limit import SharedRateLimiter
 from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
 from .ui import WebUI
 from .watch import TooManyWatchers, WatchHub
-from .webhooks import MAX_WEBHOOK_BODY, verify_webhook
+from .webhooks import MAX_WEBHOOK_BODY, MAX_WEBHOOK_READS, SIGNATURE_HEADERS, verify_webhook
 
 __all__ = ["CACHE_CONTROL_LIVE", "CACHE_CONTROL_PINNED", "ServerSettings", "create_app"]
 
@@ -280,6 +280,7 @@ class _Server:
             heartbeat=settings.watch_heartbeat,
             on_count=self.metrics.watch_subscribers.set,
         )
+        self._webhook_reads = 0  # webhook bodies being read (on the event loop)
         self.store.on_swap(self._swapped)
         self._served(self.store.snapshot)
 
@@ -675,7 +676,22 @@ class _Server:
 
     async def webhook(self, scope: Scope, receive: Receive) -> Response:
         """A signed push webhook from a forge: fetch now."""
-        body = await self._read_body(scope, receive, MAX_WEBHOOK_BODY)
+        signed = any(name in SIGNATURE_HEADERS for name, _ in scope["headers"])
+        if not self.settings.webhook_secret or not signed:
+            body: bytes | Response = b""  # refused below, without reading the body
+        elif self._webhook_reads >= MAX_WEBHOOK_READS:
+            return _error(
+                429,
+                "RATE_LIMITED",
+                f"{MAX_WEBHOOK_READS} webhook bodies are being read; retry shortly",
+                {"Retry-After": "1"},
+            )
+        else:
+            self._webhook_reads += 1
+            try:
+                body = await self._read_body(scope, receive, MAX_WEBHOOK_BODY)
+            finally:
+                self._webhook_reads -= 1
         if isinstance(body, Response):
             return body
         forge = verify_webhook(self.settings.webhook_secret, scope["headers"], body)
