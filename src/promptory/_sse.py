@@ -21,10 +21,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MAX_RETRY_DIGITS", "Event", "EventParser", "LineSplitter"]
+__all__ = [
+    "MAX_EVENT_ID",
+    "MAX_RETRY_DIGITS",
+    "Event",
+    "EventParser",
+    "LineSplitter",
+    "LineTooLong",
+]
 
 #: A ``retry`` value longer than this (a day is 8 digits of milliseconds) is ignored.
 MAX_RETRY_DIGITS = 9
+#: The longest event id kept (a longer one, or one that is not printable ASCII, is ignored:
+#: it is sent back as ``Last-Event-ID``, and a header cannot carry any text).
+MAX_EVENT_ID = 256
+
+
+class LineTooLong(ValueError):
+    """A line longer than the splitter's bound: the stream is not one worth reading on."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +85,7 @@ class EventParser:
             elif not self._overflow:
                 self._data.append(value)
         elif name == "id":
-            if "\0" not in value:
+            if len(value) <= MAX_EVENT_ID and value.isascii() and value.isprintable():
                 self.last_event_id = value
         elif (
             name == "retry"
@@ -93,8 +107,8 @@ class EventParser:
 class LineSplitter:
     """Cuts a byte stream into decoded lines, each at most `max_line` bytes.
 
-    A longer line is dropped whole (up to its line ending): keeping its start would hand
-    the parser a field it never sent.
+    A longer line raises `LineTooLong`: a server sending one is not followed further (the
+    reader hangs up and reconnects later), and nothing of it reaches the parser.
 
     Args:
         max_line: the most bytes one line may hold.
@@ -103,7 +117,6 @@ class LineSplitter:
     def __init__(self, max_line: int = 1_100_000) -> None:
         self.max_line = max_line
         self._buffer = bytearray()
-        self._skipping = False
         self._after_cr = False
 
     def feed(self, chunk: bytes) -> list[str]:
@@ -121,10 +134,8 @@ class LineSplitter:
                 self._keep(chunk[start:])
                 break
             self._keep(chunk[start:end])
-            if not self._skipping:
-                lines.append(self._buffer.decode("utf-8", "replace"))
+            lines.append(self._buffer.decode("utf-8", "replace"))
             self._buffer.clear()
-            self._skipping = False
             start = end + 1
             if chunk[end : end + 1] == b"\r":
                 if start < size and chunk[start : start + 1] == b"\n":
@@ -134,10 +145,7 @@ class LineSplitter:
         return lines
 
     def _keep(self, part: bytes) -> None:
-        if self._skipping:
-            return
         if len(self._buffer) + len(part) > self.max_line:
             self._buffer.clear()
-            self._skipping = True
-            return
+            raise LineTooLong(f"a line of the event stream is over {self.max_line:,} bytes")
         self._buffer += part

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from promptory._sse import Event, EventParser, LineSplitter
+import pytest
+
+from promptory._sse import Event, EventParser, LineSplitter, LineTooLong
 
 
 def parse(text: str, parser: EventParser | None = None) -> list[Event]:
@@ -74,10 +76,9 @@ def test_lines_split_on_every_ending_even_across_chunks() -> None:
     assert lines.feed(b"\xff\n") == ["d\ufffd"]
 
 
-def test_a_line_past_the_bound_is_dropped_up_to_its_end() -> None:
+def test_a_line_past_the_bound_ends_the_stream_without_keeping_it() -> None:
     lines = LineSplitter(max_line=10)
-    assert lines.feed(b"data: " + b"x" * 8) == []
-    for _ in range(1000):
-        assert lines.feed(b"y" * 1000) == []
+    assert lines.feed(b"data: " + b"x" * 3) == []
+    with pytest.raises(LineTooLong):
+        lines.feed(b"y" * 1000)
     assert len(lines._buffer) <= 10
-    assert lines.feed(b"z\ndata: ok\n") == ["data: ok"]

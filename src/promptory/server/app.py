@@ -76,7 +76,7 @@ from .shared_limit import SharedRateLimiter
 from .store import PENDING, PromptStore, RefNotFoundError, Snapshot
 from .ui import WebUI
 from .watch import TooManyWatchers, WatchHub, WatchResponse
-from .webhooks import MAX_WEBHOOK_BODY, verify_webhook
+from .webhooks import MAX_WEBHOOK_BODY, MAX_WEBHOOK_READS, SIGNATURE_HEADERS, verify_webhook
 
 __all__ = ["CACHE_CONTROL_LIVE", "CACHE_CONTROL_PINNED", "ServerSettings", "create_app"]
 
@@ -234,6 +234,7 @@ class _Server:
             heartbeat=settings.watch_heartbeat,
             on_count=self.metrics.watch_subscribers.set,
         )
+        self._webhook_reads = 0  # webhook bodies being read (on the event loop)
         self.store.on_swap(self._swapped)
         self._served(self.store.snapshot)
 
@@ -634,7 +635,21 @@ class _Server:
 
     async def webhook(self, scope: Scope, receive: Receive) -> Response:
         """A signed push webhook from a forge: fetch now."""
-        body = await self._read_body(scope, receive, MAX_WEBHOOK_BODY)
+        signed = any(name in SIGNATURE_HEADERS for name, _ in scope["headers"])
+        body = b""  # unsigned, or no secret: refused below without reading the body
+        if self.settings.webhook_secret and signed:
+            if self._webhook_reads >= MAX_WEBHOOK_READS:
+                raise ApiError(
+                    429,
+                    "RATE_LIMITED",
+                    f"{MAX_WEBHOOK_READS} webhook bodies are being read; retry shortly",
+                    {"Retry-After": "1"},
+                )
+            self._webhook_reads += 1
+            try:
+                body = await self._read_body(scope, receive, MAX_WEBHOOK_BODY)
+            finally:
+                self._webhook_reads -= 1
         forge = verify_webhook(self.settings.webhook_secret, scope["headers"], body)
         if forge is None:
             why = (
@@ -663,11 +678,16 @@ class _Server:
         except TooManyWatchers as exc:
             raise ApiError(429, "TOO_MANY_WATCHERS", exc.message, {"Retry-After": "30"}) from None
         allow = None if key.unscoped else key.allows
-        keyring, digest = self.keyring, key.sha256
+        keyring, digest, scoped = self.keyring, key.sha256, key.scope
+
+        def still_valid() -> bool:
+            # Checked on every event and heartbeat: revoking a key (or changing its scope)
+            # ends its open streams, as it ends its next request.
+            current = keyring.by_digest(digest)
+            return current is not None and current.scope == scoped
+
         return WatchResponse(
-            self.watch.events(
-                subscriber, last_event_id, allow, lambda: keyring.by_digest(digest) is not None
-            ),
+            self.watch.events(subscriber, last_event_id, allow, still_valid),
             lambda: self.watch.unsubscribe(subscriber),
             ping=self.settings.watch_heartbeat,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},

@@ -81,11 +81,14 @@ def redact(url: str) -> str:
         return url
     try:
         parts = urlsplit(url)
+        # A password holding an unescaped '#', '?' or '/' is read as part of the port: the
+        # error would quote it.
+        port = parts.port
     except ValueError:
         return "<unparsable URL>"
     netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
+    if port is not None:
+        netloc = f"{netloc}:{port}"
     if parts.username or parts.password:
         netloc = f"***@{netloc}"
     query = parts.query

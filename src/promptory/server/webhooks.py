@@ -7,6 +7,9 @@ Rules of this module:
   sends ``X-Forgejo-Signature``, the same value). GitLab sends the secret itself:
   ``X-Gitlab-Token: <secret>``.
 * Every comparison is `hmac.compare_digest`. The secret is never logged or echoed.
+* Bodies are read only when a secret is configured and a signature header is present, at
+  most `MAX_WEBHOOK_READS` at once: unauthenticated senders hold at most that many bodies
+  of `MAX_WEBHOOK_BODY` bytes in memory, not one per open connection.
 * A request is accepted when any one header it carries checks out; a request with none of
   them, or with a wrong one, is refused. Without a configured secret nothing is accepted.
 """
@@ -17,11 +20,24 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
-__all__ = ["MAX_WEBHOOK_BODY", "WEBHOOK_SECRET_ENV", "verify_webhook"]
+__all__ = [
+    "MAX_WEBHOOK_BODY",
+    "MAX_WEBHOOK_READS",
+    "SIGNATURE_HEADERS",
+    "WEBHOOK_SECRET_ENV",
+    "verify_webhook",
+]
 
 #: Largest webhook body read, in bytes (GitHub caps its payloads at 25 MB; a push of a few
 #: commits is a few kilobytes, and the body is only hashed, never parsed).
 MAX_WEBHOOK_BODY = 5 * 1024 * 1024
+#: Webhook bodies read at once (per process): the body comes before its signature can be
+#: checked, so anyone may send one; beyond this many a request is answered 429 unread.
+MAX_WEBHOOK_READS = 8
+#: The headers that carry a signature or token; a request with none is refused unread.
+SIGNATURE_HEADERS = frozenset(
+    (b"x-hub-signature-256", b"x-gitea-signature", b"x-forgejo-signature", b"x-gitlab-token")
+)
 #: The environment variable that holds the secret when ``--webhook-secret`` is not given.
 WEBHOOK_SECRET_ENV = "PROMPTORY_WEBHOOK_SECRET"
 

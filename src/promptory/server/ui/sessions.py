@@ -7,7 +7,9 @@ Rules of this module:
   the table itself holds nothing a client could present.
 * A session ends on sign out, after `idle_seconds` without a request, `lifetime_seconds`
   after sign in, or as soon as its key is revoked (checked on every request by the pages).
-* At most `max_sessions` live at once; signing in beyond that ends the session used least
+* At most `max_per_key` sessions per API key: a key signing in beyond that ends its own
+  session used least recently, so one tenant's sign ins never push out another's. At most
+  `max_sessions` live at once; signing in beyond that ends the session used least
   recently. Expired sessions are dropped as they are met and by a sweep on every sign in.
 * Sessions live in one process: replicas behind a load balancer need sticky sessions (or a
   sign in per replica). A restart signs everyone out.
@@ -59,6 +61,7 @@ class SessionTable:
 
     Args:
         max_sessions: the most sessions kept at once.
+        max_per_key: the most sessions kept for one API key.
         idle_seconds: a session unused this long has ended.
         lifetime_seconds: a session this old has ended, used or not.
         clock: seconds, monotonic (injected by tests).
@@ -68,6 +71,7 @@ class SessionTable:
         self,
         *,
         max_sessions: int = 10_000,
+        max_per_key: int = 100,
         idle_seconds: float = 8 * 3600,
         lifetime_seconds: float = 24 * 3600,
         clock: Callable[[], float] = time.monotonic,
@@ -75,6 +79,7 @@ class SessionTable:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
         self.max_sessions = max_sessions
+        self.max_per_key = max(1, max_per_key)
         self.idle_seconds = idle_seconds
         self.lifetime_seconds = lifetime_seconds
         self._clock = clock
@@ -97,6 +102,10 @@ class SessionTable:
         session = Session(key_sha256, secrets.token_urlsafe(32), now, now)
         with self._lock:
             for digest in [d for d, s in self._sessions.items() if self._expired(s, now)]:
+                del self._sessions[digest]
+            # Least recently used first (the table's order): the key's own oldest go first.
+            mine = [d for d, s in self._sessions.items() if s.key_sha256 == key_sha256]
+            for digest in mine[: max(0, len(mine) - self.max_per_key + 1)]:
                 del self._sessions[digest]
             while len(self._sessions) >= self.max_sessions:
                 self._sessions.popitem(last=False)
