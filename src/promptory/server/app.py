@@ -673,6 +673,14 @@ class _Server:
         for name, value in scope["headers"]:
             if name == b"last-event-id":
                 last_event_id = value.decode("latin-1").strip()[:200]
+        if scope["method"] == "HEAD":
+            # What a GET would start, without a stream: nothing to subscribe or to end (how
+            # an event-stream response answers HEAD differs between sse-starlette releases).
+            return Response(
+                status_code=200,
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            )
         try:
             subscriber = self.watch.subscribe(key.id)
         except TooManyWatchers as exc:
