@@ -39,6 +39,7 @@ from promptory import AsyncPromptClient, Prompt, PromptClient
 from promptory.server.app import ServerSettings, create_app
 from promptory.server.files import prompt_uuid
 from promptory.server.keys import KeyRecord, KeyRing, generate_key
+from promptory.server.renderpool import RenderCapacity
 from promptory.server.runner import BackgroundServer
 from support.gitrepo import PromptRepo
 
@@ -447,6 +448,9 @@ def soak_server(soak_repo: tuple[PromptRepo, Committed]) -> Iterator[tuple[str, 
         keyring=KeyRing([KeyRecord.for_key(key)]),
         rate_limit=0,
         poll_interval=0.1,
+        # One key stands for every caller here (232 at once): its render queue holds them
+        # all, as `rate_limit=0` lifts its request limit. The caps have their own tests.
+        render=RenderCapacity(queue_per_key=1024),
     )
     counting = CountingApp(create_app(settings))
     with BackgroundServer(counting) as background:
